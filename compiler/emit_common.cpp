@@ -1,0 +1,143 @@
+// Helpers shared by the emitters (see emit_common.h).
+#include "emit_common.h"
+
+#include <clang/AST/DeclCXX.h>
+#include <clang/AST/QualTypeNames.h>
+#include <clang/Basic/SourceManager.h>
+#include <clang/Lex/Lexer.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+namespace gears::compiler {
+
+Writer& Writer::operator<<(const std::string& s) {
+  text_ += s;
+  for (char c : s) line_ += c == '\n';
+  return *this;
+}
+
+void Writer::line_here() {
+  std::string name = path_.substr(path_.find_last_of('/') + 1);
+  *this << "#line " + std::to_string(line_ + 1) + " " + c_string(name) + "\n";
+}
+
+bool Writer::save(Diags& diags) const {
+  {
+    std::ifstream in(path_, std::ios::binary);
+    std::stringstream old;
+    old << in.rdbuf();
+    if (in && old.str() == text_) return true;
+  }
+  std::ofstream out(path_, std::ios::binary | std::ios::trunc);
+  out << text_;
+  if (!out) {
+    diags.error(clang::SourceLocation(), "cannot write '%0'") << path_;
+    return false;
+  }
+  return true;
+}
+
+std::vector<const clang::Decl*> ordered(const clang::ASTContext& ctx, const Service& svc, Half half) {
+  const auto& set = svc.half_decls[static_cast<int>(half)];
+  std::vector<const clang::Decl*> out(set.begin(), set.end());
+  std::sort(out.begin(), out.end(), [&](const clang::Decl* a, const clang::Decl* b) {
+    return ctx.getSourceManager().isBeforeInTranslationUnit(a->getBeginLoc(), b->getBeginLoc());
+  });
+  return out;
+}
+
+std::string location(clang::ASTContext& ctx, clang::SourceLocation loc) {
+  const clang::SourceManager& sm = ctx.getSourceManager();
+  clang::PresumedLoc p = sm.getPresumedLoc(sm.getExpansionLoc(loc));
+  if (p.isInvalid()) return "?";
+  std::string f = p.getFilename();
+  return f.substr(f.find_last_of('/') + 1) + ":" + std::to_string(p.getLine());
+}
+
+void copy_decl(clang::ASTContext& ctx, Writer& w, const clang::Decl* d) {
+  const clang::SourceManager& sm = ctx.getSourceManager();
+  clang::SourceLocation b = sm.getExpansionLoc(d->getBeginLoc());
+  clang::SourceLocation e = sm.getExpansionRange(d->getEndLoc()).getEnd();
+  llvm::StringRef text = clang::Lexer::getSourceText(clang::CharSourceRange::getTokenRange(b, e), sm,
+                                                     ctx.getLangOpts());
+  clang::PresumedLoc p = sm.getPresumedLoc(b);
+  std::string file = p.getFilename();
+  w << "#line " + std::to_string(p.getLine()) + " " + c_string(file) + "\n";
+  // Keep the first line's indentation so columns in diagnostics match the service file.
+  w << std::string(p.getColumn() - 1, ' ') + text.str();
+  const auto* fd = llvm::dyn_cast<clang::FunctionDecl>(d);
+  bool needs_semi = !(fd && fd->doesThisDeclarationHaveABody()) && !llvm::isa<clang::NamespaceDecl>(d);
+  w << (needs_semi ? ";\n" : "\n");
+}
+
+void copy_usings(clang::ASTContext& ctx, Writer& w) {
+  const clang::SourceManager& sm = ctx.getSourceManager();
+  for (const clang::Decl* d : ctx.getTranslationUnitDecl()->decls())
+    if (sm.isInMainFile(sm.getExpansionLoc(d->getLocation())) &&
+        (llvm::isa<clang::UsingDirectiveDecl>(d) || llvm::isa<clang::UsingDecl>(d) ||
+         llvm::isa<clang::NamespaceAliasDecl>(d)))
+      copy_decl(ctx, w, d);
+}
+
+std::string type_name(clang::ASTContext& ctx, clang::QualType t, const std::string& placeholder) {
+  clang::PrintingPolicy pp(ctx.getLangOpts());
+  pp.SuppressTagKeyword = true;
+  pp.FullyQualifiedName = true;
+  pp.PrintCanonicalTypes = false;
+  clang::QualType q = clang::TypeName::getFullyQualifiedType(t, ctx, /*WithGlobalNsPrefix=*/false);
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  q.print(os, pp, placeholder);
+  return os.str();
+}
+
+std::string signature(clang::ASTContext& ctx, const clang::FunctionDecl* fd, const std::string& name) {
+  std::string params;
+  for (unsigned i = 0; i < fd->getNumParams(); ++i) {
+    if (i) params += ", ";
+    params += type_name(ctx, fd->getParamDecl(i)->getType(), "a" + std::to_string(i));
+  }
+  return type_name(ctx, fd->getReturnType()) + " " + name + "(" + params + ")";
+}
+
+std::string arg_list(const clang::FunctionDecl* fd) {
+  std::string s;
+  for (unsigned i = 0; i < fd->getNumParams(); ++i) s += (i ? ", a" : "a") + std::to_string(i);
+  return s;
+}
+
+std::string c_string(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') out += '\\', out += static_cast<char>(c);
+    else if (c == '\n') out += "\\n";
+    else if (c < 0x20 || c >= 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\%03o", c);
+      out += buf;
+    } else out += static_cast<char>(c);
+  }
+  return out + "\"";
+}
+
+std::string hex(std::uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", v);
+  return buf;
+}
+
+std::string module_name(const Service& svc) {
+  std::string m = "gears_";
+  for (char c : svc.name) m += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return m;
+}
+
+std::string header_comment(const Service& svc, const std::string& half, const std::string& source) {
+  return "// Generated by gearsc from " + source + ": the " + half + " half of service \"" + svc.name +
+         "\" " + svc.version + ".\n// Do not edit: change the service and rebuild. #line directives "
+         "point back at the service source.\n";
+}
+
+}  // namespace gears::compiler

@@ -1,0 +1,85 @@
+// One KVM virtual machine: its fd, guest RAM slots, the in-kernel interrupt controllers and
+// PIT, the PIO/MMIO buses, and the hook points GEARS tools attach to (MSR filter, PIO
+// observers). vCPUs live in vcpu.h; composing a bootable machine is builder.h's job.
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/guest_memory.h"
+#include "core/io_bus.h"
+#include "core/kvm_system.h"
+#include "gears/expected.h"
+
+namespace gears::vmm {
+
+class Vcpu;
+
+// Fixed addresses KVM needs on Intel for real-mode emulation; they must not overlap RAM that
+// the guest uses (they sit in the 32-bit hole, below the IOAPIC).
+inline constexpr uint64_t kIdentityMapAddr = 0xfeffc000ULL;
+inline constexpr uint64_t kTssAddr = 0xfeffd000ULL;  // 3 pages
+
+// An MSR range for KVM_X86_SET_MSR_FILTER; accesses to MSRs in a range are denied by KVM and,
+// with user-space MSR exits enabled, reported to the vCPU's MsrHandler instead.
+struct MsrFilterRange {
+  uint32_t base = 0;
+  uint32_t count = 1;
+  bool reads = true;
+  bool writes = true;
+};
+
+// Answers an MSR exit on the vCPU's thread. Return false to inject #GP into the guest.
+struct MsrHandler {
+  std::function<bool(Vcpu&, uint32_t msr, uint64_t& value)> read;
+  std::function<bool(Vcpu&, uint32_t msr, uint64_t value)> write;
+};
+
+// Sees a port-I/O exit before the bus does (a GEARS doorbell). Return true when handled: the
+// bus is then skipped.
+struct PioObserver {
+  uint16_t port = 0;
+  std::function<bool(Vcpu&, kvm_run&)> on_exit;
+};
+
+class Vm {
+ public:
+  // Creates the VM, registers `mem`'s regions as memory slots, creates IRQCHIP + PIT2.
+  static Expected<std::unique_ptr<Vm>> create(const KvmSystem& kvm, GuestMemory& mem);
+  ~Vm();
+  Vm(const Vm&) = delete;
+  Vm& operator=(const Vm&) = delete;
+
+  int fd() const { return fd_; }
+  const KvmSystem& kvm() const { return kvm_; }
+  GuestMemory& memory() { return mem_; }
+  IoBus& pio() { return pio_; }
+  IoBus& mmio() { return mmio_; }
+
+  // The interrupt line for `gsi` (KVM_IRQ_LINE on the in-kernel IOAPIC/PIC).
+  std::shared_ptr<IrqLine> irq_line(uint32_t gsi);
+
+  // --- GEARS hook points; all must be set up before the first KVM_RUN. ---
+  // Enables KVM_CAP_X86_USER_SPACE_MSR (filter reason) and installs `ranges` as the filter.
+  Expected<void> set_msr_filter(const std::vector<MsrFilterRange>& ranges, MsrHandler handler);
+  const MsrHandler& msr_handler() const { return msr_handler_; }
+  void add_pio_observer(PioObserver obs) { pio_observers_.push_back(std::move(obs)); }
+  const std::vector<PioObserver>& pio_observers() const { return pio_observers_; }
+
+ private:
+  Vm(const KvmSystem& kvm, GuestMemory& mem) : kvm_(kvm), mem_(mem) {}
+
+  const KvmSystem& kvm_;
+  GuestMemory& mem_;
+  int fd_ = -1;
+  IoBus pio_{"pio"};
+  IoBus mmio_{"mmio"};
+  MsrHandler msr_handler_;
+  std::vector<PioObserver> pio_observers_;
+};
+
+}  // namespace gears::vmm

@@ -1,0 +1,79 @@
+// The VMM half's view of gears-vmm: abstract interfaces that gears-vmm implements.
+// A service's VMM half is a plugin (.so); it never sees KVM or host-vmm internals, only these.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "gears/abi/hypercall.h"
+#include "gears/expected.h"
+
+namespace gears::vmm {
+
+// Where a hypercall came from.
+enum class Origin { guest_user, guest_kernel };
+
+// General-purpose registers of the calling vCPU (x86-64).
+enum class Reg { rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8, r9, r10, r11, r12, r13, r14, r15, rip, rflags };
+
+// One vCPU stopped in the guest: valid only during the callback that received it.
+// Guest virtual addresses are translated through the guest's page tables of the stopped
+// context (GVA -> GPA page walk); every access is bounds-checked and may fail.
+class GuestContext {
+ public:
+  virtual ~GuestContext() = default;
+  virtual Expected<void> read(std::uint64_t gva, void* dst, std::size_t len) = 0;
+  virtual Expected<void> write(std::uint64_t gva, const void* src, std::size_t len) = 0;
+  // A NUL-terminated string of at most `max` bytes (error if longer or unmapped).
+  virtual Expected<std::string> read_string(std::uint64_t gva, std::size_t max) = 0;
+  virtual std::uint64_t reg(Reg r) const = 0;
+  virtual void set_reg(Reg r, std::uint64_t value) = 0;
+  virtual int vcpu() const = 0;
+  virtual Origin origin() const = 0;
+};
+
+struct SyscallEvent {
+  std::uint64_t nr = 0;
+  std::uint64_t args[6] = {};
+  bool is_exit = false;     // false: at entry; true: at exit (result valid)
+  std::int64_t result = 0;
+};
+
+struct ProcessEvent {
+  enum class Kind { exec, exit } kind = Kind::exec;
+  int pid = 0;
+  std::string comm;  // task name as the guest kernel knows it
+};
+
+// Arguments of a hypercall in the order the ABI passes them (abi/hypercall.h).
+struct HypercallArgs {
+  std::uint64_t number = 0;
+  std::uint64_t regs[GEARS_MAX_ARGS] = {};
+};
+
+// Result: >= 0 value, or a negative errno.
+using HypercallHandler = std::function<std::int64_t(GuestContext&, const HypercallArgs&)>;
+using SyscallHandler = std::function<void(GuestContext&, const SyscallEvent&)>;
+using ProcessHandler = std::function<void(GuestContext&, const ProcessEvent&)>;
+
+// What gears-vmm offers a loaded service.
+class ServiceHost {
+ public:
+  virtual ~ServiceHost() = default;
+  virtual Expected<void> register_hypercall(std::uint32_t number, HypercallHandler handler) = 0;
+  // Selective syscall exiting: only the named syscall numbers leave the guest.
+  virtual Expected<void> on_syscall(std::span<const std::uint32_t> numbers, SyscallHandler handler) = 0;
+  virtual Expected<void> on_process(ProcessHandler handler) = 0;
+  virtual void log(std::string_view line) = 0;
+};
+
+// The guest context of the hypercall being served on this thread (nullptr outside one).
+// Lets a [[gears::vmm]] function read guest memory without a parameter for it.
+inline thread_local GuestContext* current_guest_context = nullptr;
+inline GuestContext* current_guest() { return current_guest_context; }
+
+}  // namespace gears::vmm

@@ -1,0 +1,224 @@
+#include "virtio/blk.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "virtio/mmio_transport.h"
+#include "virtio/spec.h"
+#include "virtio_test_util.h"
+
+namespace gears::vmm::virtio {
+namespace {
+
+using test::DriverRing;
+using test::FakeIrq;
+using test::MmioDriver;
+using T = VirtioMmioTransport;
+
+constexpr uint32_t kIn = 0, kOut = 1, kFlush = 4, kGetId = 8;
+constexpr uint8_t kOk = 0, kIoErr = 1, kUnsupp = 2;
+constexpr uint64_t kSectors = 128;
+
+class BlkTest : public ::testing::Test {
+ protected:
+  static constexpr uint64_t kHdr = 0x100000, kData = 0x110000, kStatus = 0x120000;
+
+  void SetUp() override {
+    char tmpl[] = "/tmp/gears-blk-test-XXXXXX";
+    int fd = mkstemp(tmpl);
+    ASSERT_GE(fd, 0);
+    path = tmpl;
+    std::vector<uint8_t> img(kSectors * 512);
+    for (size_t i = 0; i < img.size(); ++i) img[i] = static_cast<uint8_t>(i / 512 + i);
+    ASSERT_EQ(write(fd, img.data(), img.size()), static_cast<ssize_t>(img.size()));
+    ASSERT_EQ(write(fd, "xyz", 3), 3);  // a partial last sector is not exposed
+    close(fd);
+  }
+  void TearDown() override {
+    transport.reset();
+    unlink(path.c_str());
+  }
+
+  void start(bool read_only = false) {
+    auto dev = make_virtio_blk(path, read_only);
+    ASSERT_TRUE(dev) << dev.error().what();
+    transport = std::make_unique<T>(mem, irq, std::move(*dev));
+    drv = std::make_unique<MmioDriver>(*transport, mem);
+    ASSERT_EQ(drv->rd(T::kDeviceId), kDeviceIdBlock);
+    ASSERT_TRUE(drv->negotiate(~0ULL));
+    drv->setup_queue(0, q);
+    drv->driver_ok();
+  }
+
+  // One request the way Linux builds it: header, data, status; returns {status, used len}.
+  std::pair<uint8_t, uint32_t> request(uint32_t type, uint64_t sector, uint32_t data_len) {
+    uint8_t h[16] = {};
+    std::memcpy(h, &type, 4);
+    std::memcpy(h + 8, &sector, 8);
+    EXPECT_TRUE(mem.write(kHdr, h));
+    EXPECT_TRUE(mem.write_obj<uint8_t>(kStatus, 0xff));
+    const uint16_t data_flags = (type == kOut ? 0 : kDescFWrite) | kDescFNext;
+    q.set_desc(0, kHdr, 16, kDescFNext, 1);
+    if (data_len) {
+      q.set_desc(1, kData, data_len, data_flags, 2);
+      q.set_desc(2, kStatus, 1, kDescFWrite);
+    } else {
+      q.set_desc(1, kStatus, 1, kDescFWrite);
+    }
+    q.make_avail(0);
+    drv->notify(0);
+    auto u = q.next_used();
+    EXPECT_TRUE(u);
+    if (!u) return {0xff, 0};
+    drv->take_interrupt();
+    return {*mem.read_obj<uint8_t>(kStatus), u->second};
+  }
+
+  std::string path;
+  GuestMemory mem = test::make_memory();
+  std::shared_ptr<FakeIrq> irq = std::make_shared<FakeIrq>();
+  DriverRing q = DriverRing::at(mem, 0x10000, 16);
+  std::unique_ptr<T> transport;
+  std::unique_ptr<MmioDriver> drv;
+};
+
+TEST_F(BlkTest, MissingFileIsAnError) {
+  auto dev = make_virtio_blk("/nonexistent/disk.img", false);
+  ASSERT_FALSE(dev);
+  EXPECT_NE(dev.error().what().find("/nonexistent/disk.img"), std::string::npos);
+}
+
+TEST_F(BlkTest, CapacityAndFeatures) {
+  start();
+  uint64_t cap = 0;
+  transport->read(T::kConfig, std::span(reinterpret_cast<uint8_t*>(&cap), 8));
+  EXPECT_EQ(cap, kSectors);
+  const uint64_t f = drv->device_features();
+  EXPECT_TRUE(f & feature_bit(9));    // FLUSH
+  EXPECT_FALSE(f & feature_bit(5));   // not RO
+  EXPECT_GT(drv->rd(T::kConfig + 12), 0u);  // seg_max
+}
+
+TEST_F(BlkTest, ReadSectors) {
+  start();
+  auto [st, len] = request(kIn, 3, 1024);
+  EXPECT_EQ(st, kOk);
+  EXPECT_EQ(len, 1025u);
+  std::array<uint8_t, 1024> got{};
+  ASSERT_TRUE(mem.read(kData, got));
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_EQ(got[i], static_cast<uint8_t>((3 * 512 + i) / 512 + 3 * 512 + i)) << i;
+}
+
+TEST_F(BlkTest, WriteThenReadBackAndFlush) {
+  start();
+  std::vector<uint8_t> pattern(512, 0xA5);
+  ASSERT_TRUE(mem.write(kData, pattern));
+  auto [st, len] = request(kOut, 5, 512);
+  EXPECT_EQ(st, kOk);
+  EXPECT_EQ(len, 1u);
+  EXPECT_EQ(request(kFlush, 0, 0).first, kOk);
+
+  FILE* f = fopen(path.c_str(), "rb");
+  ASSERT_TRUE(f);
+  std::vector<uint8_t> disk(512);
+  ASSERT_EQ(fseek(f, 5 * 512, SEEK_SET), 0);
+  ASSERT_EQ(fread(disk.data(), 1, 512, f), 512u);
+  fclose(f);
+  EXPECT_EQ(disk, pattern);
+
+  ASSERT_TRUE(mem.fill(kData, 0, 512));
+  EXPECT_EQ(request(kIn, 5, 512).first, kOk);
+  std::vector<uint8_t> back(512);
+  ASSERT_TRUE(mem.read(kData, back));
+  EXPECT_EQ(back, pattern);
+}
+
+TEST_F(BlkTest, OutOfRangeSectorsFail) {
+  start();
+  EXPECT_EQ(request(kIn, kSectors, 512).first, kIoErr);
+  EXPECT_EQ(request(kIn, kSectors - 1, 1024).first, kIoErr);  // straddles the end
+  EXPECT_EQ(request(kIn, ~0ULL, 512).first, kIoErr);          // sector*512 would overflow
+  EXPECT_EQ(request(kOut, kSectors + 10, 512).first, kIoErr);
+  EXPECT_EQ(request(kIn, kSectors - 1, 512).first, kOk);       // the last sector is fine
+}
+
+TEST_F(BlkTest, LengthNotAMultipleOfTheSectorFails) {
+  start();
+  EXPECT_EQ(request(kIn, 0, 100).first, kIoErr);
+}
+
+TEST_F(BlkTest, GetIdAndUnsupported) {
+  start();
+  ASSERT_TRUE(mem.fill(kData, 0xee, 20));
+  auto [st, len] = request(kGetId, 0, 20);
+  EXPECT_EQ(st, kOk);
+  EXPECT_EQ(len, 21u);
+  std::array<char, 20> id{};
+  ASSERT_TRUE(mem.read(kData, std::span(reinterpret_cast<uint8_t*>(id.data()), id.size())));
+  const std::string base = path.substr(path.rfind('/') + 1);
+  EXPECT_EQ(std::string(id.data(), strnlen(id.data(), id.size())), base.substr(0, 20));
+  EXPECT_EQ(request(11 /* DISCARD */, 0, 0).first, kUnsupp);
+}
+
+TEST_F(BlkTest, ReadOnlyRefusesWrites) {
+  start(true);
+  EXPECT_TRUE(drv->device_features() & feature_bit(5));
+  EXPECT_EQ(request(kOut, 0, 512).first, kIoErr);
+  EXPECT_EQ(request(kIn, 0, 512).first, kOk);
+}
+
+TEST_F(BlkTest, HeaderSplitAcrossDescriptors) {
+  start();
+  uint8_t h[16] = {};
+  const uint32_t type = kIn;
+  const uint64_t sector = 1;
+  std::memcpy(h, &type, 4);
+  std::memcpy(h + 8, &sector, 8);
+  ASSERT_TRUE(mem.write(kHdr, std::span<const uint8_t>(h, 6)));
+  ASSERT_TRUE(mem.write(kHdr + 0x100, std::span<const uint8_t>(h + 6, 10)));
+  q.set_desc(0, kHdr, 6, kDescFNext, 1);
+  q.set_desc(1, kHdr + 0x100, 10, kDescFNext, 2);
+  q.set_desc(2, kData, 512 + 1, kDescFWrite);  // data and status in one buffer
+  q.make_avail(0);
+  drv->notify(0);
+  auto u = q.next_used();
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->second, 513u);
+  EXPECT_EQ(*mem.read_obj<uint8_t>(kData + 512), kOk);
+  EXPECT_EQ(*mem.read_obj<uint8_t>(kData), static_cast<uint8_t>(512 / 512 + 512));
+}
+
+TEST_F(BlkTest, NoStatusBufferIsMalformed) {
+  start();
+  q.set_desc(0, kHdr, 16, 0);
+  q.make_avail(0);
+  drv->notify(0);
+  auto u = q.next_used();
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->second, 0u);
+  EXPECT_EQ(transport->malformed_chains(), 1u);
+}
+
+TEST_F(BlkTest, DataOutsideRamIsDropped) {
+  start();
+  q.set_desc(0, kHdr, 16, kDescFNext, 1);
+  q.set_desc(1, mem.size() - 256, 512, kDescFWrite | kDescFNext, 2);  // runs off RAM
+  q.set_desc(2, kStatus, 1, kDescFWrite);
+  q.make_avail(0);
+  drv->notify(0);
+  auto u = q.next_used();
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->second, 0u);
+  EXPECT_EQ(transport->malformed_chains(), 1u);
+}
+
+}  // namespace
+}  // namespace gears::vmm::virtio
