@@ -20,6 +20,7 @@ inline std::vector<Annotation> annotations_of(const clang::Decl* d) {
   std::vector<Annotation> out;
   for (const clang::Decl* r : d->redecls()) {
     for (const auto* a : r->specific_attrs<clang::AnnotateAttr>()) {
+      if (a->isInherited()) continue;  // a redeclaration repeats its predecessor's attributes
       llvm::StringRef n = a->getAnnotation();
       if (!n.consume_front("gears::")) continue;
       Annotation an{n.str(), {}, a->getLocation()};

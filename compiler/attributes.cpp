@@ -29,7 +29,7 @@ struct GearsAttr : ParsedAttrInfo {
     if (llvm::isa<clang::FunctionDecl>(D) || (VarOk && llvm::isa<clang::VarDecl>(D))) return true;
     unsigned id = S.getDiagnostics().getCustomDiagID(
         clang::DiagnosticsEngine::Error, "'%0' attribute only applies to %1");
-    S.Diag(attr.getLoc(), id) << attr << (VarOk ? "variables" : "functions");
+    S.Diag(attr.getLoc(), id) << (std::string("gears::") + Name) << (VarOk ? "variables" : "functions");
     return false;
   }
 
@@ -47,7 +47,7 @@ struct GearsAttr : ParsedAttrInfo {
       if (!e || !llvm::isa<clang::StringLiteral>(e->IgnoreParenCasts())) {
         unsigned id = S.getDiagnostics().getCustomDiagID(
             clang::DiagnosticsEngine::Error, "arguments of '%0' must be string literals");
-        S.Diag(e ? e->getExprLoc() : attr.getLoc(), id) << attr;
+        S.Diag(e ? e->getExprLoc() : attr.getLoc(), id) << (std::string("gears::") + Name);
         return AttributeNotApplied;
       }
       args.push_back(e);

@@ -65,8 +65,8 @@ void copy_decl(clang::ASTContext& ctx, Writer& w, const clang::Decl* d) {
   clang::PresumedLoc p = sm.getPresumedLoc(b);
   std::string file = p.getFilename();
   w << "#line " + std::to_string(p.getLine()) + " " + c_string(file) + "\n";
-  // Keep the first line's indentation so columns in diagnostics match the service file.
-  w << std::string(p.getColumn() - 1, ' ') + text.str();
+  // The text starts after the [[gears::...]] attributes, which the halves do not need.
+  w << text.str();
   const auto* fd = llvm::dyn_cast<clang::FunctionDecl>(d);
   bool needs_semi = !(fd && fd->doesThisDeclarationHaveABody()) && !llvm::isa<clang::NamespaceDecl>(d);
   w << (needs_semi ? ";\n" : "\n");

@@ -68,6 +68,14 @@ class KernelChecker : public clang::RecursiveASTVisitor<KernelChecker> {
   }
   bool VisitTypeLoc(clang::TypeLoc tl) {
     const clang::Type* t = tl.getTypePtr();
+    if (const auto* ut = llvm::dyn_cast<clang::UsingType>(t)) {
+      // std::uint32_t is `using ::uint32_t;` in <cstdint>: the kernel build has only ::uint32_t.
+      const clang::UsingShadowDecl* found = ut->getFoundDecl();
+      if (found->getDeclContext()->isStdNamespace() && reported_.insert(found).second)
+        diags_.error(tl.getBeginLoc(), "'std::%0' is not available in the guest-kernel half; use '%0'")
+            << found->getName();
+      return true;
+    }
     if (const auto* td = t->getAs<clang::TypedefType>()) {
       // uint32_t, size_t...: typedefs of builtin types exist in the kernel build too.
       // The kernel build has them in the global namespace only (no <cstdint>).
@@ -90,7 +98,10 @@ class KernelChecker : public clang::RecursiveASTVisitor<KernelChecker> {
   // Declarations from outside the service file: only the SDK's kernel API and builtins.
   void check_available(const clang::Decl* d, clang::SourceLocation use) {
     if (!d || sm_.isInMainFile(sm_.getExpansionLoc(d->getLocation()))) return;
-    if (const auto* fd = llvm::dyn_cast<clang::FunctionDecl>(d); fd && fd->getBuiltinID()) return;
+    // Compiler builtins are fine, library builtins (strlen, memcpy...) are libc.
+    if (const auto* fd = llvm::dyn_cast<clang::FunctionDecl>(d);
+        fd && fd->getBuiltinID() && !ctx_.BuiltinInfo.isPredefinedLibFunction(fd->getBuiltinID()))
+      return;
     if (llvm::isa<clang::ParmVarDecl>(d) || d->isImplicit()) return;
     llvm::StringRef file = sm_.getFilename(sm_.getExpansionLoc(d->getLocation()));
     if (file.ends_with("gears/kernel.h") || file.contains("gears/abi/")) return;

@@ -11,6 +11,7 @@
 #include "x86/cpuid.h"
 #include "x86/layout.h"
 #include "x86/regs.h"
+#include "x86/reset_stub.h"
 
 #if defined(GEARS_VMM_HAVE_VIRTIO)
 #include "virtio/console.h"
@@ -93,6 +94,7 @@ Expected<std::unique_ptr<Machine>> Machine::build(const config::VmConfig& cfg) {
   GEARS_TRY(m->mem_.write(x86::kAcpiAddr, tables.blob));
 
   // 4. Kernel, command line, initrd, zero page.
+  GEARS_TRY(x86::write_reset_stub(m->mem_));
   auto boot = x86::setup_boot(m->mem_, *kernel, config::kernel_cmdline(cfg), initrd, tables.rsdp_addr);
   if (!boot) return fail(boot.error());
 

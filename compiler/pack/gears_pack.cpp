@@ -47,9 +47,12 @@ Expected<void> embed_manifest(const std::string& in, const std::string& out, con
     std::unique_ptr<LIEF::ELF::Binary> bin = LIEF::ELF::Parser::parse(in);
     if (!bin) return fail("cannot parse ELF " + in);
     if (bin->has_section(GEARS_MANIFEST_SECTION)) return fail(in + " already has a manifest section");
+    // A *loaded* section: LIEF 0.9 never writes the content of a non-loaded one (the header
+    // points into .shstrtab). LIEF pads it to a page with NULs: readers stop at the first NUL.
     LIEF::ELF::Section sec(GEARS_MANIFEST_SECTION);
     sec.content(std::vector<uint8_t>(manifest.begin(), manifest.end()));
-    bin->add(sec, /*loaded=*/false);
+    sec.size(manifest.size());  // LIEF 0.9: content() alone leaves the size at 0
+    bin->add(sec, /*loaded=*/true);
     bin->write(out);
     // Read it back: the embedded manifest is what gears-vmm will find.
     std::unique_ptr<LIEF::ELF::Binary> check = LIEF::ELF::Parser::parse(out);
@@ -72,6 +75,14 @@ Expected<void> pack(const std::string& manifest_path, const std::string& vmm, co
   if (m.is_discarded() || m.value("schema", 0) != GEARS_MANIFEST_SCHEMA)
     return fail(manifest_path + ": not a gears manifest of schema " + std::to_string(GEARS_MANIFEST_SCHEMA));
 
+  // The manifest comes from gearsc, but a hand-edited one must not crash the packer.
+  for (const char* half : {"vmm", "guest_user"}) {
+    const json* list = m.contains("exports") && m["exports"].is_object() && m["exports"].contains(half)
+                           ? &m["exports"][half] : nullptr;
+    if (!list || !list->is_array()) return fail(manifest_path + ": exports." + half + " is not a list");
+    for (const auto& s : *list)
+      if (!s.is_string()) return fail(manifest_path + ": exports." + half + " holds a non-string");
+  }
   auto v = inspect(vmm);
   if (!v) return fail(v.error());
   for (const auto& s : m["exports"]["vmm"])

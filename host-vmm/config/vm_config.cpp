@@ -216,6 +216,9 @@ std::string kernel_cmdline(const VmConfig& cfg) {
   if (!has("console=")) add("console=ttyS0");
   // panic=-1: reboot at once on panic; gears-vmm sees the reset and reports the panic.
   if (!has("panic=")) add("panic=-1");
+  // reboot=acpi: on HW-reduced ACPI Linux would otherwise pick EFI, then the BIOS reset
+  // vector (x86/reset_stub.h catches that too, but this is the direct path).
+  if (!has("reboot=")) add("reboot=acpi");
   // Only COM1 exists: skip probing three absent UARTs (each probe is a run of exits).
   if (!has("8250.nr_uarts=")) add("8250.nr_uarts=1");
   return c;
@@ -230,8 +233,8 @@ Boots a Linux bzImage on KVM (hardware KVM: kvm_intel or kvm_amd).
   --initrd PATH           initramfs
   --cpus N                vCPUs (default 1; at most KVM's maximum)
   --mem SIZE              guest RAM, e.g. 512M, 2G (default 512M; at least 64M)
-  --cmdline "ARGS"        kernel command line; gears-vmm adds console=ttyS0, panic=-1 and
-                          8250.nr_uarts=1 unless the same keys are given
+  --cmdline "ARGS"        kernel command line; gears-vmm adds console=ttyS0, panic=-1,
+                          reboot=acpi and 8250.nr_uarts=1 unless the same keys are given
   --config FILE.json      Firecracker-like JSON: {"boot-source": {"kernel_image_path",
                           "initrd_path", "boot_args"}, "machine-config": {"vcpu_count",
                           "mem_size_mib"}, "console": "stdio", "virtio-console": "file:P",

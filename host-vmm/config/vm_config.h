@@ -43,7 +43,7 @@ Expected<VmConfig> parse_args(int argc, const char* const* argv);
 Expected<void> validate(const VmConfig& cfg, int max_vcpus);
 
 // The guest command line: the user's, plus what the platform needs unless already given
-// (console=ttyS0, panic=-1 so a panic ends the VM, 8250.nr_uarts=1).
+// (console=ttyS0, panic=-1 so a panic ends the VM, reboot=acpi, 8250.nr_uarts=1).
 std::string kernel_cmdline(const VmConfig& cfg);
 
 // The --help text (options, defaults, exit codes).

@@ -104,6 +104,10 @@ Console::~Console() {
     (void)!::write(stop_fd_, &one, sizeof one);
     input_.join();
   }
+  {
+    std::lock_guard lock(out_mu_);
+    flush_locked();
+  }
   if (raw_tty_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
   int out = out_fd_.load();
   if (spec_.kind == ConsoleSpec::Kind::Socket && out >= 0) ::close(out);
@@ -116,9 +120,21 @@ Console::~Console() {
 }
 
 void Console::output(uint8_t c) {
+  std::lock_guard lock(out_mu_);
   if (panic_.feed(c)) control_.note_panic();
+  if (spec_.kind == ConsoleSpec::Kind::File) {
+    out_buf_.push_back(static_cast<char>(c));
+    if (c == '\n' || out_buf_.size() >= 4096) flush_locked();
+    return;
+  }
   int fd = out_fd_.load(std::memory_order_relaxed);
   if (fd >= 0) write_all(fd, &c, 1);
+}
+
+void Console::flush_locked() {
+  int fd = out_fd_.load(std::memory_order_relaxed);
+  if (fd >= 0 && !out_buf_.empty()) write_all(fd, reinterpret_cast<const uint8_t*>(out_buf_.data()), out_buf_.size());
+  out_buf_.clear();
 }
 
 void Console::start_input(std::function<void(std::span<const uint8_t>)> sink) {

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -50,6 +51,7 @@ class Console {
  private:
   Console(RunControl& control) : control_(control) {}
   void input_loop();
+  void flush_locked();
 
   RunControl& control_;
   ConsoleSpec spec_;
@@ -60,6 +62,8 @@ class Console {
   bool owns_out_ = false;
   bool raw_tty_ = false;
   termios saved_{};
+  std::mutex out_mu_;    // vCPU threads write concurrently
+  std::string out_buf_;  // file consoles: written a line at a time (a byte per write is slow on 9p/NFS)
   PanicWatch panic_;
   std::function<void(std::span<const uint8_t>)> sink_;
   std::thread input_;

@@ -90,7 +90,8 @@ function(gears_add_service)
   # 3. The guest-user half: preloaded into guest processes; exports the interposed symbols
   #    only and carries its C++ runtime so the guest needs nothing but libc.
   add_library(${target}_user SHARED "${gen}/${mod}.user.cpp")
-  target_link_libraries(${target}_user PRIVATE gears::sdk ${CMAKE_DL_LIBS} -static-libstdc++ -static-libgcc)
+  target_link_libraries(${target}_user PRIVATE gears::sdk ${CMAKE_DL_LIBS} -static-libstdc++ -static-libgcc
+    -Wl,--exclude-libs,ALL)
   target_include_directories(${target}_user PRIVATE ${ARG_INCLUDE_DIRECTORIES})
   set_target_properties(${target}_user PROPERTIES PREFIX "" OUTPUT_NAME "${mod}.user"
     CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)

@@ -61,6 +61,7 @@ Expected<Stub> generate_stub(const StubParams& p) {
 
   Stub s;
   Emitter e;
+  if (p.endbr64) e.bytes({0xF3, 0x0F, 0x1E, 0xFA});
   // entry: cmp eax, count ; jae high
   e.byte(0x3D);
   e.u32(p.count);

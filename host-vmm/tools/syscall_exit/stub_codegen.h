@@ -6,7 +6,9 @@
 // which SYSCALL already saved in R11. It compares the 32-bit syscall number (the kernel
 // dispatches on EAX too, so upper RAX bits cannot smuggle a number past the filter):
 //
-//   entry:  cmp  eax, count             ; 3D imm32
+//   entry:  endbr64                     ; F3 0F 1E FA (optional; a NOP without CET-IBT, required
+//                                       ;   at a SYSCALL target when the guest enables kernel IBT)
+//           cmp  eax, count             ; 3D imm32
 //           jae  high                   ; 73 rel8
 //           bt   [rip+bitmap], eax      ; 0F A3 05 disp32
 //           jae  orig                   ; 73 rel8   (CF clear: not selected)
@@ -41,6 +43,7 @@ struct StubParams {
   uint32_t hypercall_nr = 0x4745;  // GEARS_SYSCALL_NR: always exits
   bool exit_on_x32 = true;         // numbers with bit 30 (x32 ABI) always exit
   bool allow_indirect = true;      // if the entry is out of rel32 reach, use jmp [rip+target]
+  bool endbr64 = true;             // start with ENDBR64 (kernel IBT treats SYSCALL as a branch)
 };
 
 struct Stub {

@@ -49,7 +49,7 @@ TEST_F(PlacementTest, FindsTheFirstFreeSlotAfterTheImageAndMapsTheStub) {
   EXPECT_FALSE(t->user);
   EXPECT_FALSE(t->writable);
   introspect::AddressSpace as(mem, pt->cr3());
-  EXPECT_EQ(*as.read_obj<uint8_t>(p->stub_gva), 0x3D);
+  EXPECT_EQ(*as.read_obj<uint32_t>(p->stub_gva), 0xFA1E0FF3u);  // endbr64
 
   // The slot is taken now: a second search finds the next one, a second map is refused.
   auto again = find_stub_slot(mem, pt->cr3(), kEntry);

@@ -63,6 +63,7 @@ TEST(SyscallStub, DirectLayoutBytes) {
   StubParams p;
   p.stub_gva = kKernelEntry + 0x40'0000;  // a 2 MiB slot near the kernel image
   p.original_entry = kKernelEntry;
+  p.endbr64 = false;  // offsets below count from the cmp
   auto s = generate_stub(p);
   ASSERT_TRUE(s) << s.error().what();
   const auto& b = s->bytes;
@@ -93,6 +94,7 @@ TEST(SyscallStub, FarEntryUsesIndirectJumpOrFails) {
   StubParams p;
   p.stub_gva = 0xffff'fe80'0000'0000ULL;  // top-level slot 509
   p.original_entry = kKernelEntry;
+  p.endbr64 = false;
   auto s = generate_stub(p);
   ASSERT_TRUE(s) << s.error().what();
   EXPECT_FALSE(s->direct_jump);
@@ -107,6 +109,17 @@ TEST(SyscallStub, FarEntryUsesIndirectJumpOrFails) {
   auto refused = generate_stub(p);
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("more than 2 GiB"), std::string::npos);
+}
+
+TEST(SyscallStub, StartsWithEndbr64ByDefault) {
+  StubParams p;
+  p.stub_gva = kKernelEntry + 0x40'0000;
+  p.original_entry = kKernelEntry;
+  auto s = generate_stub(p);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(std::vector<uint8_t>(s->bytes.begin(), s->bytes.begin() + 4), (std::vector<uint8_t>{0xF3, 0x0F, 0x1E, 0xFA}));
+  EXPECT_EQ(s->bytes[4], 0x3D);
+  EXPECT_EQ(s->exit_offset, 20u);
 }
 
 TEST(SyscallStub, RejectsBadParameters) {
@@ -149,7 +162,7 @@ TEST(SyscallStub, ObjdumpReadsTheIntendedInstructions) {
   ASSERT_TRUE(s);
   std::string d = disassemble(*s, p.stub_gva);
   if (d.empty()) GTEST_SKIP() << "objdump not available";
-  for (const char* want : {"cmp    eax,0x200", "bt     DWORD PTR [rip+0x", "out    0xe7,al",
+  for (const char* want : {"endbr64", "cmp    eax,0x200", "bt     DWORD PTR [rip+0x", "out    0xe7,al",
                            "jmp    0xffffffff81600000", "cmp    eax,0x4745", "bt     eax,0x1e"})
     EXPECT_NE(d.find(want), std::string::npos) << "missing \"" << want << "\" in\n" << d;
   EXPECT_EQ(d.find("(bad)"), std::string::npos) << d;

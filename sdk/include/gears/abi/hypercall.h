@@ -11,9 +11,11 @@
 #define GEARS_HC_FUNCTION(nr) ((unsigned)((nr) & 0xffffu))
 #define GEARS_HC_MAKE(service, fn) ((((unsigned long)(service) & 0xffffu) << 16) | ((unsigned long)(fn) & 0xffffu))
 
-/* Guest KERNEL -> VMM: a 32-bit port-I/O write to GEARS_DOORBELL_PORT (KVM_EXIT_IO; `vmcall`
- * never leaves KVM). RAX = hypercall number, arguments in RDI RSI RDX R10 R8 R9, result in RAX
- * after the `out` returns. The value written (EAX) is ignored by the VMM: it reads registers. */
+/* Guest KERNEL -> VMM: a 32-bit port-I/O write (`outl %eax, %dx`) to GEARS_DOORBELL_PORT
+ * (KVM_EXIT_IO; `vmcall` never leaves KVM). The port is above 0xff, so `out` needs it in DX:
+ * RDX = GEARS_DOORBELL_PORT, RAX = hypercall number, arguments in RDI RSI R10 R8 R9 (five,
+ * the same count as the user path; RDX is *not* an argument), result in RAX once the `out`
+ * returns. The value written (EAX) is ignored by the VMM: it reads the registers. */
 #define GEARS_DOORBELL_PORT 0x0ee0
 
 /* Guest USER -> VMM: a reserved syscall number caught by gears-vmm's selective syscall stub.

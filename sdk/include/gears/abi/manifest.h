@@ -14,7 +14,8 @@
  *   "exports": {"vmm": ["gears_service_plugin_v1"], "guest_user": ["open", ...]},
  *   "required_guest_symbols": {"guest_user": ["dlsym", ...], "guest_kernel": ["register_kprobe", ...]}
  * }
- * Readers ignore keys they do not know; a schema number they do not know is an error. */
+ * Readers ignore keys they do not know; a schema number they do not know is an error.
+ * In the user half the section is loaded and NUL-padded to a page: the JSON ends at the first NUL. */
 #ifndef GEARS_ABI_MANIFEST_H
 #define GEARS_ABI_MANIFEST_H
 

@@ -1,0 +1,112 @@
+#include "net/overlay_config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "net/udp_backend.h"
+
+namespace gears::vmm::net {
+
+namespace {
+
+using Json = nlohmann::json;
+
+Expected<uint64_t> get_uint(const Json& j, const char* key, uint64_t def, uint64_t max) {
+  if (!j.contains(key)) return def;
+  const Json& v = j[key];
+  if (!v.is_number_unsigned()) return fail(std::string("overlay config: \"") + key + "\" must be a non-negative integer");
+  const uint64_t x = v.get<uint64_t>();
+  if (x > max) return fail(std::string("overlay config: \"") + key + "\" is larger than " + std::to_string(max));
+  return x;
+}
+
+Expected<std::string> get_string(const Json& j, const char* key, const char* what) {
+  if (!j.contains(key) || !j[key].is_string())
+    return fail(std::string("overlay config: ") + what + " needs a string \"" + key + "\"");
+  return j[key].get<std::string>();
+}
+
+}  // namespace
+
+Expected<OverlayConfig> parse_overlay_config(std::string_view json_text) {
+  Json j = Json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return fail("overlay config: not valid JSON");
+  if (!j.is_object()) return fail("overlay config: the top level must be an object");
+  static const char* const kKeys[] = {"listen", "network", "mtu", "ageing_s", "max_macs",
+                                      "strict_peers", "peers", "routes"};
+  for (const auto& [k, v] : j.items()) {
+    bool known = false;
+    for (const char* key : kKeys) known |= k == key;
+    if (!known) return fail("overlay config: unknown key \"" + k + "\"");
+  }
+  OverlayConfig c;
+  if (j.contains("listen")) {
+    if (!j["listen"].is_string()) return fail("overlay config: \"listen\" must be a string (ip:port)");
+    auto ep = parse_endpoint(j["listen"].get<std::string>(), GEARS_OVERLAY_DEFAULT_PORT);
+    if (!ep) return fail("overlay config: " + ep.error().message);
+    c.listen = *ep;
+  }
+  auto network = get_uint(j, "network", 1, 0xffff'ffffULL);
+  auto mtu = get_uint(j, "mtu", GEARS_OVERLAY_DEFAULT_MTU, GEARS_OVERLAY_MAX_MTU);
+  auto ageing = get_uint(j, "ageing_s", 300, 365ULL * 24 * 3600);
+  auto max_macs = get_uint(j, "max_macs", 4096, 1u << 20);
+  for (auto* r : {&network, &mtu, &ageing, &max_macs})
+    if (!*r) return fail(r->error());
+  c.options.network = static_cast<uint32_t>(*network);
+  c.options.mtu = static_cast<uint32_t>(*mtu);
+  c.options.ageing = std::chrono::seconds(*ageing);
+  c.options.max_entries = *max_macs;
+  if (j.contains("strict_peers")) {
+    if (!j["strict_peers"].is_boolean()) return fail("overlay config: \"strict_peers\" must be true or false");
+    c.options.strict_peers = j["strict_peers"].get<bool>();
+  }
+  if (j.contains("peers")) {
+    if (!j["peers"].is_array()) return fail("overlay config: \"peers\" must be an array of \"ip:port\"");
+    for (const Json& p : j["peers"]) {
+      if (!p.is_string()) return fail("overlay config: \"peers\" must be an array of \"ip:port\"");
+      auto ep = parse_endpoint(p.get<std::string>(), GEARS_OVERLAY_DEFAULT_PORT);
+      if (!ep) return fail("overlay config: " + ep.error().message);
+      c.peers.push_back(*ep);
+    }
+  }
+  if (j.contains("routes")) {
+    if (!j["routes"].is_array()) return fail("overlay config: \"routes\" must be an array");
+    for (const Json& r : j["routes"]) {
+      if (!r.is_object()) return fail("overlay config: each route must be {\"mac\":..,\"peer\":..}");
+      auto mac_s = get_string(r, "mac", "a route");
+      if (!mac_s) return fail(mac_s.error());
+      auto peer_s = get_string(r, "peer", "a route");
+      if (!peer_s) return fail(peer_s.error());
+      auto mac = parse_mac(*mac_s);
+      if (!mac) return fail("overlay config: " + mac.error().message);
+      auto ep = parse_endpoint(*peer_s, GEARS_OVERLAY_DEFAULT_PORT);
+      if (!ep) return fail("overlay config: " + ep.error().message);
+      c.routes.emplace_back(*mac, *ep);
+    }
+  }
+  return c;
+}
+
+Expected<OverlayConfig> load_overlay_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return fail_errno("overlay config " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto c = parse_overlay_config(ss.str());
+  if (!c) return fail(c.error().message + " (" + path + ")");
+  return c;
+}
+
+Expected<std::shared_ptr<Switch>> make_overlay(const OverlayConfig& cfg) {
+  auto backend = UdpBackend::open(cfg.listen);
+  if (!backend) return fail(backend.error());
+  auto sw = Switch::create(cfg.options, *backend);
+  if (!sw) return fail(sw.error());
+  for (const auto& p : cfg.peers) (*sw)->add_peer(p);
+  for (const auto& [mac, peer] : cfg.routes) GEARS_TRY((*sw)->add_route(mac, peer));
+  return sw;
+}
+
+}  // namespace gears::vmm::net

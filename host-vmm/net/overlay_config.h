@@ -1,0 +1,41 @@
+// The overlay's configuration file (JSON) and the one call that turns it into a running
+// switch with its UDP backend. Format (every key optional; doc/net.md has the details):
+//
+//   {
+//     "listen":  "0.0.0.0:7878",          // this host's endpoint (port 0: any free port)
+//     "network": 1,                       // overlay id carried in every header
+//     "mtu": 1500,                        // guest MTU; frames up to mtu + 18 bytes
+//     "ageing_s": 300,                    // learned MACs expire after this
+//     "max_macs": 4096,                   // MAC table bound
+//     "strict_peers": false,              // accept packets from listed peers/routes only
+//     "peers":  ["10.0.0.2:7878"],        // flood (broadcast/unknown) destinations
+//     "routes": [{"mac": "52:54:00:00:00:02", "peer": "10.0.0.2:7878"}]
+//   }
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "gears/expected.h"
+#include "net/address.h"
+#include "net/switch.h"
+
+namespace gears::vmm::net {
+
+struct OverlayConfig {
+  Endpoint listen{0, GEARS_OVERLAY_DEFAULT_PORT};
+  Switch::Options options;
+  std::vector<Endpoint> peers;
+  std::vector<std::pair<MacAddress, Endpoint>> routes;
+};
+
+Expected<OverlayConfig> parse_overlay_config(std::string_view json_text);
+Expected<OverlayConfig> load_overlay_config(const std::string& path);
+
+// Opens the UDP backend on `listen`, creates the switch, adds peers and routes.
+Expected<std::shared_ptr<Switch>> make_overlay(const OverlayConfig& cfg);
+
+}  // namespace gears::vmm::net

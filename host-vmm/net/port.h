@@ -1,0 +1,36 @@
+// A Port is where a frame source/sink attaches to the overlay switch: a virtio-net device (one
+// per guest NIC), later a tap device or a test harness. It is the only thing a device sees of
+// the network.
+//
+//   device --send(frame)--> switch          (guest transmit)
+//   switch --receiver(frame)--> device      (guest receive)
+//
+// Frames are whole Ethernet frames (destination MAC first), without virtio headers or FCS.
+// Threading: send() may be called from any thread (vCPUs); the receiver is called from switch
+// threads (another VM's vCPU, the backend's receive thread) and must not block for long.
+// A receiver must not call send() on the same port from inside the callback.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string_view>
+
+namespace gears::vmm::net {
+
+using FrameReceiver = std::function<void(std::span<const uint8_t> frame)>;
+
+class Port {
+ public:
+  virtual ~Port() = default;
+  virtual std::string_view name() const = 0;
+  // A frame from the attached device into the network. The switch validates it (length,
+  // source address) and counts what it drops; the caller keeps ownership of the bytes.
+  virtual void send(std::span<const uint8_t> frame) = 0;
+  // Where frames for the attached device go; an empty function detaches. Once set_receiver()
+  // returns, the previous receiver is not running and will not be called again, so a device
+  // can detach in its destructor and then die safely.
+  virtual void set_receiver(FrameReceiver receiver) = 0;
+};
+
+}  // namespace gears::vmm::net
