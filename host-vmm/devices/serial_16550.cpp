@@ -100,7 +100,6 @@ void Serial16550::write_reg(uint8_t reg, uint8_t v) {
         } else {
           // Enabling THRI while THR is empty raises THRE at once.
           if ((v & kIerThri) && !(ier_ & kIerThri)) thre_pending_ = true;
-          if (v & kIerRdi) rx_enabled_ = true;
           ier_ = v & 0x0f;
         }
         break;

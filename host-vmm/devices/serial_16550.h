@@ -2,8 +2,9 @@
 // modes: polled printk output and interrupt-driven tty I/O. Transmission is instant, so THR
 // is always empty; the THRE interrupt follows the 16550 rules (raised when THRI is enabled or
 // a byte is written, cleared by reading IIR or writing THR). Received bytes wait in a host-
-// side queue and become visible only once the guest has enabled receive interrupts, so
-// nothing typed during early boot is lost to a driver that is not listening yet.
+// side queue and are visible (LSR.DR, RBR) only while the guest has receive interrupts
+// enabled: the 8250 driver probes and clears the UART (reading RBR "for luck") before it
+// listens, and bytes typed ahead would otherwise be lost there.
 #pragma once
 
 #include <cstdint>
@@ -46,7 +47,7 @@ class Serial16550 final : public IoDevice {
   uint8_t read_reg(uint8_t reg);
   void write_reg(uint8_t reg, uint8_t v);
   uint8_t iir_locked() const;
-  bool rx_ready_locked() const { return rx_enabled_ && !rx_.empty(); }
+  bool rx_ready_locked() const { return (ier_ & kIerRdi) && !rx_.empty(); }
   void update_irq_locked();
 
   std::shared_ptr<IrqLine> irq_;
@@ -54,7 +55,6 @@ class Serial16550 final : public IoDevice {
   std::mutex mu_;
   uint8_t ier_ = 0, lcr_ = 0, mcr_ = 0, scr_ = 0, dll_ = 0x0c, dlm_ = 0, fcr_ = 0;
   bool thre_pending_ = false;
-  bool rx_enabled_ = false;  // set once the guest enables RX interrupts
   bool irq_high_ = false;
   std::deque<uint8_t> rx_;
 };

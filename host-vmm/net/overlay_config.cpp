@@ -28,6 +28,42 @@ Expected<std::string> get_string(const Json& j, const char* key, const char* wha
   return j[key].get<std::string>();
 }
 
+Expected<void> parse_dpdk(const Json& d, DpdkOptions& o) {
+  if (!d.is_object()) return fail("overlay config: \"dpdk\" must be an object");
+  for (const auto& [k, v] : d.items())
+    if (k != "vdev" && k != "eal" && k != "neighbors" && k != "gateway")
+      return fail("overlay config: unknown key \"dpdk." + k + "\"");
+  if (d.contains("vdev")) {
+    if (!d["vdev"].is_string()) return fail("overlay config: \"dpdk.vdev\" must be a string");
+    o.vdev = d["vdev"].get<std::string>();
+  }
+  if (d.contains("eal")) {
+    if (!d["eal"].is_array()) return fail("overlay config: \"dpdk.eal\" must be an array of strings");
+    for (const Json& a : d["eal"]) {
+      if (!a.is_string()) return fail("overlay config: \"dpdk.eal\" must be an array of strings");
+      o.eal_args.push_back(a.get<std::string>());
+    }
+  }
+  if (d.contains("neighbors")) {
+    if (!d["neighbors"].is_object()) return fail("overlay config: \"dpdk.neighbors\" must map IPs to MACs");
+    for (const auto& [ip, m] : d["neighbors"].items()) {
+      auto ep = parse_endpoint(ip, 1);
+      if (!ep) return fail("overlay config: dpdk.neighbors: " + ep.error().message);
+      if (!m.is_string()) return fail("overlay config: dpdk.neighbors: the MAC of " + ip + " must be a string");
+      auto mac = parse_mac(m.get<std::string>());
+      if (!mac) return fail("overlay config: dpdk.neighbors: " + mac.error().message);
+      o.neighbors[ep->ip] = *mac;
+    }
+  }
+  if (d.contains("gateway")) {
+    if (!d["gateway"].is_string()) return fail("overlay config: \"dpdk.gateway\" must be a MAC address");
+    auto mac = parse_mac(d["gateway"].get<std::string>());
+    if (!mac) return fail("overlay config: dpdk.gateway: " + mac.error().message);
+    o.gateway = *mac;
+  }
+  return {};
+}
+
 }  // namespace
 
 Expected<OverlayConfig> parse_overlay_config(std::string_view json_text) {
@@ -35,7 +71,7 @@ Expected<OverlayConfig> parse_overlay_config(std::string_view json_text) {
   if (j.is_discarded()) return fail("overlay config: not valid JSON");
   if (!j.is_object()) return fail("overlay config: the top level must be an object");
   static const char* const kKeys[] = {"listen", "network", "mtu", "ageing_s", "max_macs",
-                                      "strict_peers", "peers", "routes"};
+                                      "strict_peers", "peers", "routes", "backend", "dpdk"};
   for (const auto& [k, v] : j.items()) {
     bool known = false;
     for (const char* key : kKeys) known |= k == key;
@@ -86,6 +122,16 @@ Expected<OverlayConfig> parse_overlay_config(std::string_view json_text) {
       c.routes.emplace_back(*mac, *ep);
     }
   }
+  if (j.contains("backend")) {
+    const Json& b = j["backend"];
+    if (b == "udp") c.backend = OverlayConfig::BackendKind::kUdp;
+    else if (b == "dpdk") c.backend = OverlayConfig::BackendKind::kDpdk;
+    else return fail("overlay config: \"backend\" must be \"udp\" or \"dpdk\"");
+  }
+  if (j.contains("dpdk")) GEARS_TRY(parse_dpdk(j["dpdk"], c.dpdk));
+  if (c.backend == OverlayConfig::BackendKind::kDpdk && c.dpdk.vdev.empty())
+    return fail("overlay config: the dpdk backend needs \"dpdk\": {\"vdev\": ...}");
+  c.dpdk.local = c.listen;
   return c;
 }
 
@@ -100,9 +146,17 @@ Expected<OverlayConfig> load_overlay_config(const std::string& path) {
 }
 
 Expected<std::shared_ptr<Switch>> make_overlay(const OverlayConfig& cfg) {
-  auto backend = UdpBackend::open(cfg.listen);
-  if (!backend) return fail(backend.error());
-  auto sw = Switch::create(cfg.options, *backend);
+  std::shared_ptr<Backend> backend;
+  if (cfg.backend == OverlayConfig::BackendKind::kDpdk) {
+    auto b = DpdkBackend::open(cfg.dpdk);
+    if (!b) return fail(b.error());
+    backend = std::move(*b);
+  } else {
+    auto b = UdpBackend::open(cfg.listen);
+    if (!b) return fail(b.error());
+    backend = std::move(*b);
+  }
+  auto sw = Switch::create(cfg.options, std::move(backend));
   if (!sw) return fail(sw.error());
   for (const auto& p : cfg.peers) (*sw)->add_peer(p);
   for (const auto& [mac, peer] : cfg.routes) GEARS_TRY((*sw)->add_route(mac, peer));

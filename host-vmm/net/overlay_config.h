@@ -9,7 +9,10 @@
 //     "max_macs": 4096,                   // MAC table bound
 //     "strict_peers": false,              // accept packets from listed peers/routes only
 //     "peers":  ["10.0.0.2:7878"],        // flood (broadcast/unknown) destinations
-//     "routes": [{"mac": "52:54:00:00:00:02", "peer": "10.0.0.2:7878"}]
+//     "routes": [{"mac": "52:54:00:00:00:02", "peer": "10.0.0.2:7878"}],
+//     "backend": "udp",                   // or "dpdk" (builds with GEARS_WITH_DPDK)
+//     "dpdk": {"vdev": "net_af_packet0,iface=eth1", "eal": [],
+//              "neighbors": {"10.0.0.2": "aa:bb:cc:dd:ee:ff"}, "gateway": "aa:bb:.."}
 //   }
 #pragma once
 
@@ -21,6 +24,7 @@
 
 #include "gears/expected.h"
 #include "net/address.h"
+#include "net/dpdk_backend.h"
 #include "net/switch.h"
 
 namespace gears::vmm::net {
@@ -30,12 +34,14 @@ struct OverlayConfig {
   Switch::Options options;
   std::vector<Endpoint> peers;
   std::vector<std::pair<MacAddress, Endpoint>> routes;
+  enum class BackendKind { kUdp, kDpdk } backend = BackendKind::kUdp;
+  DpdkOptions dpdk;  // with kDpdk; dpdk.local is `listen`
 };
 
 Expected<OverlayConfig> parse_overlay_config(std::string_view json_text);
 Expected<OverlayConfig> load_overlay_config(const std::string& path);
 
-// Opens the UDP backend on `listen`, creates the switch, adds peers and routes.
+// Opens the backend on `listen`, creates the switch, adds peers and routes.
 Expected<std::shared_ptr<Switch>> make_overlay(const OverlayConfig& cfg);
 
 }  // namespace gears::vmm::net

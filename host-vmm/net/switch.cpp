@@ -348,13 +348,15 @@ void Switch::deliver(const Targets& t, std::span<const uint8_t> frame) {
 }
 
 void Switch::peer_error(const Endpoint& peer, int) {
-  bump(Counter::kPeerUnreachable);
   // Forget what was learned behind a vanished peer, so its MACs flood (and may be relearned
   // elsewhere) instead of being sent into the void until they age out. Static routes stay.
-  std::lock_guard lk(mu_);
-  std::erase_if(table_, [&](const auto& kv) {
-    return !kv.second.is_static && kv.second.port == 0 && kv.second.peer == peer;
-  });
+  {
+    std::lock_guard lk(mu_);
+    std::erase_if(table_, [&](const auto& kv) {
+      return !kv.second.is_static && kv.second.port == 0 && kv.second.peer == peer;
+    });
+  }
+  bump(Counter::kPeerUnreachable);  // after: whoever sees the count sees the table updated
 }
 
 std::vector<std::pair<std::string_view, uint64_t>> Switch::stats() const {

@@ -34,7 +34,8 @@ DispatchResult HypercallDispatcher::dispatch(Origin origin, int vcpu, VcpuRegs& 
     std::copy(r, r + GEARS_MAX_ARGS, args.regs);
   } else {
     args.number = regs.rax;
-    const uint64_t r[GEARS_MAX_ARGS] = {regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8};
+    // RDX carries the doorbell port for `out dx, eax`, so it is skipped (sdk abi/hypercall.h).
+    const uint64_t r[GEARS_MAX_ARGS] = {regs.rdi, regs.rsi, regs.r10, regs.r8, regs.r9};
     std::copy(r, r + GEARS_MAX_ARGS, args.regs);
   }
   calls_.fetch_add(1, std::memory_order_relaxed);

@@ -1,7 +1,7 @@
 // The hypercall dispatcher: decodes a guest's hypercall per sdk/include/gears/abi/hypercall.h
 // and runs the registered handler with a GuestContext. Pure over registers and guest memory;
 // the vCPU layer calls it at two exits:
-//   guest kernel: KVM_EXIT_IO, OUT to GEARS_DOORBELL_PORT.  RAX = number, args RDI RSI RDX R10 R8.
+//   guest kernel: KVM_EXIT_IO, OUT to GEARS_DOORBELL_PORT.  RAX = number, args RDI RSI R10 R8 R9 (RDX holds the port).
 //   guest user:   the selective-exit stub's exit with EAX == GEARS_SYSCALL_NR.
 //                 RDI = number, args RSI RDX R10 R8 R9.
 // The result (>= 0, or -errno; -ENOSYS for an unknown number) is written to RAX. A user call

@@ -283,9 +283,9 @@ TEST(VirtioNetPair, TwoGuestsTransmitToEachOtherConcurrently) {
     g[i].drv->setup_queue(0, g[i].rxq);
     g[i].drv->setup_queue(1, g[i].txq);
     g[i].drv->driver_ok();
-    for (uint16_t d = 0; d < 16; ++d) {
-      g[i].rxq.set_desc(d, 0x200000 + 0x1000ULL * d, 1600, kDescFWrite);
-      g[i].rxq.make_avail(d);
+    for (uint16_t b = 0; b < 16; ++b) {
+      g[i].rxq.set_desc(b, 0x200000 + 0x1000ULL * b, 1600, kDescFWrite);
+      g[i].rxq.make_avail(b);
     }
     g[i].drv->notify(0);
   }

@@ -42,7 +42,8 @@ TEST_F(HypercallTest, KernelDoorbellConvention) {
   }));
   EXPECT_FALSE(d.add(nr, [](GuestContext&, const HypercallArgs&) -> int64_t { return 0; }));
   regs.rax = nr;
-  regs.rdi = 40, regs.r8 = 2;
+  regs.rdi = 40, regs.r9 = 2;
+  regs.rdx = GEARS_DOORBELL_PORT;  // the port of `out dx, eax`, never an argument
   auto r = d.dispatch(Origin::guest_kernel, 0, regs, mem);
   EXPECT_TRUE(r.handled);
   EXPECT_FALSE(r.finish_as_sysret);

@@ -88,6 +88,16 @@ TEST_F(SerialTest, InputWaitsUntilGuestEnablesRxInterrupts) {
   EXPECT_FALSE(irq->level);
 }
 
+TEST_F(SerialTest, ProbeReadsDoNotEatTypedAheadInput) {
+  const uint8_t in[] = {'z'};
+  uart.push_input(in);
+  wr(Serial16550::kIer, 0x0f);  // the 8250 existence test...
+  wr(Serial16550::kIer, 0);     // ...restores IER
+  EXPECT_EQ(rd(Serial16550::kRbrThr), 0);  // "clear for luck" read while IER is 0
+  wr(Serial16550::kIer, Serial16550::kIerRdi);
+  EXPECT_EQ(rd(Serial16550::kRbrThr), 'z');
+}
+
 TEST_F(SerialTest, DivisorLatchAndScratch) {
   wr(Serial16550::kLcr, Serial16550::kLcrDlab);
   wr(Serial16550::kRbrThr, 0x01);
