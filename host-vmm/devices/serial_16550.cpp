@@ -104,8 +104,9 @@ void Serial16550::write_reg(uint8_t reg, uint8_t v) {
         }
         break;
       case kIirFcr:
+        // "Clear RX FIFO" is not applied to the host-side queue: those bytes have not reached
+        // the UART yet, and the 8250 driver clears the FIFOs on every open.
         fcr_ = v;
-        if (v & 0x02) rx_.clear();  // clear RX FIFO
         break;
       case kLcr: lcr_ = v; break;
       case kMcr: mcr_ = v & 0x1f; break;

@@ -50,6 +50,8 @@ Expected<void> init_eal(const std::vector<std::string>& extra) {
   const int r = rte_eal_init(static_cast<int>(args.size()), argv.data());
   if (have_mask) sched_setaffinity(0, sizeof mask, &mask);
   if (r < 0) return fail_errno("overlay: DPDK EAL initialisation failed", rte_errno);
+  // --no-shconf leaves the per-process runtime directory empty; do not leave it behind.
+  rmdir(rte_eal_get_runtime_dir());
   g_eal_ready = true;
   return {};
 }

@@ -1,5 +1,6 @@
 #include "net/overlay_config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -161,6 +162,45 @@ Expected<std::shared_ptr<Switch>> make_overlay(const OverlayConfig& cfg) {
   for (const auto& p : cfg.peers) (*sw)->add_peer(p);
   for (const auto& [mac, peer] : cfg.routes) GEARS_TRY((*sw)->add_route(mac, peer));
   return sw;
+}
+
+Expected<NicSpec> parse_nic_spec(std::string_view text) {
+  NicSpec n;
+  bool have_mac = false;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t end = std::min(text.find(',', pos), text.size());
+    const std::string_view item = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    const std::string key(item.substr(0, eq));
+    const std::string value(eq == std::string_view::npos ? "" : item.substr(eq + 1));
+    if (eq == std::string_view::npos || value.empty())
+      return fail("--net: '" + std::string(item) + "' is not key=value");
+    if (key == "mac") {
+      auto m = parse_mac(value);
+      if (!m) return fail("--net: " + m.error().message);
+      if (!m->is_multicast() && !m->is_zero()) {
+        n.mac = *m;
+        have_mac = true;
+      } else {
+        return fail("--net: mac " + value + " is not a station address");
+      }
+    } else if (key == "overlay") {
+      n.overlay = value;
+    } else if (key == "mtu") {
+      if (value.size() > 5 || value.find_first_not_of("0123456789") != std::string::npos)
+        return fail("--net: mtu '" + value + "' is not a number");
+      const unsigned long v = std::stoul(value);
+      if (v < 68 || v > GEARS_OVERLAY_MAX_MTU) return fail("--net: mtu " + value + " is outside 68..9000");
+      n.mtu = static_cast<uint16_t>(v);
+    } else {
+      return fail("--net: unknown key '" + key + "' (mac, overlay, mtu)");
+    }
+  }
+  if (!have_mac) return fail("--net: mac=xx:xx:xx:xx:xx:xx is required");
+  return n;
 }
 
 }  // namespace gears::vmm::net

@@ -116,6 +116,47 @@ TEST(OverlayConfig, ErrorsSayWhatIsWrong) {
   EXPECT_NE(bad(R"({"strict_peers": 1})").find("strict_peers"), std::string::npos);
 }
 
+TEST(OverlayConfig, DpdkSection) {
+  auto c = parse_overlay_config(R"({
+    "listen": "10.0.0.1:7878", "backend": "dpdk",
+    "dpdk": {"vdev": "net_af_packet0,iface=eth1", "eal": ["--log-level", "*:error"],
+             "neighbors": {"10.0.0.2": "52:54:00:00:00:02"}, "gateway": "52:54:00:00:00:fe"}
+  })");
+  ASSERT_TRUE(c) << c.error().what();
+  EXPECT_EQ(c->backend, OverlayConfig::BackendKind::kDpdk);
+  EXPECT_EQ(c->dpdk.vdev, "net_af_packet0,iface=eth1");
+  EXPECT_EQ(c->dpdk.eal_args.size(), 2u);
+  EXPECT_EQ(c->dpdk.neighbors.at(0x0a000002), mac(2));
+  EXPECT_EQ(*c->dpdk.gateway, mac(0xfe));
+  EXPECT_EQ(c->dpdk.local, (Endpoint{0x0a000001, 7878}));
+  EXPECT_FALSE(parse_overlay_config(R"({"backend": "dpdk"})"));  // no vdev
+  EXPECT_FALSE(parse_overlay_config(R"({"backend": "tap"})"));
+  EXPECT_FALSE(parse_overlay_config(R"({"dpdk": {"vdev": "x", "cores": 2}})"));
+  if (!DpdkBackend::available()) {
+    auto sw = make_overlay(*c);
+    ASSERT_FALSE(sw);
+    EXPECT_NE(sw.error().what().find("built without DPDK"), std::string::npos);
+  }
+}
+
+TEST(NicSpec, Parses) {
+  auto n = parse_nic_spec("mac=52:54:00:00:00:05,overlay=/etc/gears/ovl.json,mtu=1446");
+  ASSERT_TRUE(n) << n.error().what();
+  EXPECT_EQ(n->mac, mac(5));
+  EXPECT_EQ(n->overlay, "/etc/gears/ovl.json");
+  EXPECT_EQ(n->mtu, 1446);
+  n = parse_nic_spec("mac=52:54:00:00:00:06");
+  ASSERT_TRUE(n);
+  EXPECT_TRUE(n->overlay.empty());
+  EXPECT_EQ(n->mtu, 0);
+  auto err = [](const char* t) { return parse_nic_spec(t).error().message; };
+  EXPECT_NE(err("overlay=x.json").find("mac"), std::string::npos);
+  EXPECT_NE(err("mac=ff:ff:ff:ff:ff:ff").find("station"), std::string::npos);
+  EXPECT_NE(err("mac=52:54:00:00:00:06,mtu=10").find("mtu"), std::string::npos);
+  EXPECT_NE(err("mac=52:54:00:00:00:06,speed=10").find("unknown key 'speed'"), std::string::npos);
+  EXPECT_NE(err("mac=52:54:00:00:00:06,overlay").find("key=value"), std::string::npos);
+}
+
 TEST(OverlayConfig, MissingFile) {
   auto c = load_overlay_config("/nonexistent/overlay.json");
   ASSERT_FALSE(c);

@@ -94,6 +94,7 @@ TEST_F(SerialTest, ProbeReadsDoNotEatTypedAheadInput) {
   wr(Serial16550::kIer, 0x0f);  // the 8250 existence test...
   wr(Serial16550::kIer, 0);     // ...restores IER
   EXPECT_EQ(rd(Serial16550::kRbrThr), 0);  // "clear for luck" read while IER is 0
+  wr(Serial16550::kIirFcr, 0x07);          // FIFO enable + clear RX/TX, as on every open
   wr(Serial16550::kIer, Serial16550::kIerRdi);
   EXPECT_EQ(rd(Serial16550::kRbrThr), 'z');
 }
