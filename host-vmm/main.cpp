@@ -2,11 +2,18 @@
 // signals lives in gears_vmm_core (builder.cpp composes the machine).
 #include <signal.h>
 
+#include <cpuid.h>
+
 #include <cstdio>
+#include <cstring>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "builder.h"
 #include "config/vm_config.h"
+#include "hooks/options.h"
+#include "hooks/toolset.h"
 
 namespace {
 
@@ -23,13 +30,23 @@ void watch_signals(gears::vmm::RunControl& control, const sigset_t& set) {
 
 int main(int argc, char** argv) {
   using namespace gears::vmm;
-  auto cfg = config::parse_args(argc, argv);
+  // The GEARS tools' options first (hooks/options.h); the rest are the VM's.
+  std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
+  auto gears = hooks::take_gears_options(args);
+  if (!gears) {
+    std::fprintf(stderr, "gears-vmm: %s\n", gears.error().what().c_str());
+    return 1;
+  }
+  std::vector<const char*> vm_argv{argc > 0 ? argv[0] : "gears-vmm"};
+  for (const auto& a : args) vm_argv.push_back(a.c_str());
+  auto cfg = config::parse_args(static_cast<int>(vm_argv.size()), vm_argv.data());
   if (!cfg) {
     std::fprintf(stderr, "gears-vmm: %s\n", cfg.error().what().c_str());
     return 1;
   }
   if (cfg->help) {
     std::fputs(config::usage().c_str(), stdout);
+    std::fputs(hooks::gears_usage(), stdout);
     return 0;
   }
   sigset_t set;
@@ -44,8 +61,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "gears-vmm: %s\n", machine.error().what().c_str());
     return 1;
   }
+  // The guest sees the host's CPU vendor; it decides whether the guest kernel enables PTI.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  char vendor[13] = {};
+  if (__get_cpuid(0, &a, &b, &c, &d)) {
+    std::memcpy(vendor, &b, 4);
+    std::memcpy(vendor + 4, &d, 4);
+    std::memcpy(vendor + 8, &c, 4);
+  }
+  const bool amd = std::strcmp(vendor, "AuthenticAMD") == 0 || std::strcmp(vendor, "HygonGenuine") == 0;
+  auto tools = hooks::Toolset::attach(**machine, *gears, config::kernel_cmdline(*cfg), amd);
+  if (!tools) {
+    std::fprintf(stderr, "gears-vmm: %s\n", tools.error().what().c_str());
+    return 1;
+  }
   watch_signals((*machine)->control(), set);
   StopReason r = (*machine)->run();
+  tools->reset();  // the control thread stops before guest RAM goes away
   std::string detail = (*machine)->control().detail();
   machine->reset();  // restores the terminal before the last line
   if (detail.empty()) std::fprintf(stderr, "gears-vmm: %s\n", describe(r));

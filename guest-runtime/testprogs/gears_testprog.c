@@ -1,0 +1,190 @@
+/* gears-testprog: small static guest programs for the GEARS integration tests and benchmarks
+ * (tests/integration/run-toolset, tests/bench/syscall-bench). One binary, subcommands:
+ *
+ *   bench getpid|outb|hypercall N   N calls; prints "GEARS-BENCH <what> <ns per call>"
+ *   probe CPU SECONDS               pinned to CPU: lseek(1000+CPU, 0x5EA50000+i, 0) (EBADF) for
+ *                                   SECONDS, then prints "GEARS-PROBE cpu=C calls=N"
+ *   spin SECONDS                    getpid loop for SECONDS (a workload to intercept)
+ *   hcfuzz N                        hypercalls with garbage numbers, pointers and lengths; checks
+ *                                   each result; prints "GEARS-HCFUZZ ok=N bad=M"
+ *   forkexec N PATH                 N x fork + execve(PATH, [PATH, "child"]) + wait; logs
+ *                                   "GEARS-FORKEXEC pid=P exe=PATH" (ground truth)
+ *   env NAME                        prints "GEARS-ENV NAME=<value>" (or <unset>)
+ *   true                            exits 0
+ * Hypercalls are gears-vmm's service-0 calls (host-vmm/hooks/builtin_hypercalls.h). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/io.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gears/abi/hypercall.h"
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The user hypercall: RAX = GEARS_SYSCALL_NR, RDI = number, args RSI RDX R10 R8 R9. */
+static long hypercall(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4) {
+  long ret;
+  register uint64_t r10 __asm__("r10") = a2;
+  register uint64_t r8 __asm__("r8") = a3;
+  register uint64_t r9 __asm__("r9") = a4;
+  __asm__ volatile("syscall"
+                   : "=a"(ret)
+                   : "a"((uint64_t)GEARS_SYSCALL_NR), "D"(nr), "S"(a0), "d"(a1), "r"(r10), "r"(r8), "r"(r9)
+                   : "rcx", "r11", "memory");
+  return ret;
+}
+
+static int bench(const char* what, long n) {
+  if (strcmp(what, "outb") == 0 && ioperm(0xe8, 1, 1) != 0) {
+    perror("ioperm");
+    return 1;
+  }
+  uint64_t t0 = now_ns();
+  for (long i = 0; i < n; ++i) {
+    if (strcmp(what, "getpid") == 0) syscall(SYS_getpid);
+    else if (strcmp(what, "outb") == 0) outb(0, 0xe8);
+    else if (strcmp(what, "hypercall") == 0) hypercall(GEARS_HC_MAKE(0, 1), (uint64_t)i, 0, 0, 0, 0);
+    else {
+      fprintf(stderr, "bench: unknown '%s'\n", what);
+      return 2;
+    }
+  }
+  uint64_t t1 = now_ns();
+  printf("GEARS-BENCH %s %.1f\n", what, (double)(t1 - t0) / (double)n);
+  return 0;
+}
+
+static int pin(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set);
+}
+
+static int probe(int cpu, int seconds) {
+  if (pin(cpu) != 0) {
+    perror("sched_setaffinity");
+    return 1;
+  }
+  uint64_t end = now_ns() + (uint64_t)seconds * 1000000000ull;
+  long calls = 0;
+  while (now_ns() < end) {
+    syscall(SYS_lseek, 1000 + cpu, 0x5EA50000L + calls, 0);
+    ++calls;
+  }
+  printf("GEARS-PROBE cpu=%d calls=%ld lastcpu=%d\n", cpu, calls, sched_getcpu());
+  return 0;
+}
+
+static int spin(int seconds) {
+  uint64_t end = now_ns() + (uint64_t)seconds * 1000000000ull;
+  long calls = 0;
+  while (now_ns() < end) {
+    for (int i = 0; i < 100; ++i) syscall(SYS_getpid);
+    calls += 100;
+  }
+  printf("GEARS-SPIN calls=%ld\n", calls);
+  return 0;
+}
+
+static int ok, bad;
+static void expect(const char* what, long got, long want) {
+  if (got == want) {
+    ++ok;
+  } else {
+    ++bad;
+    printf("GEARS-HCFUZZ-FAIL %s: got %ld want %ld\n", what, got, want);
+  }
+}
+
+static int hcfuzz(long n) {
+  /* A readable buffer followed by an unmapped page. */
+  char* two = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (two == MAP_FAILED) return 1;
+  munmap(two + 4096, 4096);
+  memset(two, 1, 4096);
+  static const char hello[] = "hello, gears";
+  expect("ping", hypercall(GEARS_HC_MAKE(0, 1), 41, 0, 0, 0, 0), 42);
+  expect("sum ok", hypercall(GEARS_HC_MAKE(0, 2), (uint64_t)two, 4096, 0, 0, 0), 4096);
+  expect("sum empty", hypercall(GEARS_HC_MAKE(0, 2), 0, 0, 0, 0, 0), 0);
+  expect("sum NULL", hypercall(GEARS_HC_MAKE(0, 2), 0, 16, 0, 0, 0), -EFAULT);
+  expect("sum across unmapped", hypercall(GEARS_HC_MAKE(0, 2), (uint64_t)two + 4000, 200, 0, 0, 0), -EFAULT);
+  expect("sum kernel text", hypercall(GEARS_HC_MAKE(0, 2), 0xffffffff81000000ull, 64, 0, 0, 0), -EFAULT);
+  expect("sum direct map", hypercall(GEARS_HC_MAKE(0, 2), 0xffff888000000000ull, 64, 0, 0, 0), -EFAULT);
+  expect("sum non-canonical", hypercall(GEARS_HC_MAKE(0, 2), 0x8000000000000000ull, 64, 0, 0, 0), -EFAULT);
+  expect("sum wraps", hypercall(GEARS_HC_MAKE(0, 2), ~0ull - 8, 64, 0, 0, 0), -EFAULT);
+  expect("sum huge", hypercall(GEARS_HC_MAKE(0, 2), (uint64_t)two, 1ull << 40, 0, 0, 0), -E2BIG);
+  expect("sum ~0", hypercall(GEARS_HC_MAKE(0, 2), (uint64_t)two, ~0ull, 0, 0, 0), -E2BIG);
+  expect("strlen", hypercall(GEARS_HC_MAKE(0, 3), (uint64_t)hello, 0, 0, 0, 0), (long)strlen(hello));
+  expect("strlen unterminated", hypercall(GEARS_HC_MAKE(0, 3), (uint64_t)two, 0, 0, 0, 0), -EFAULT);
+  expect("strlen bad", hypercall(GEARS_HC_MAKE(0, 3), 0xdead000, 0, 0, 0, 0), -EFAULT);
+  expect("unknown service", hypercall(GEARS_HC_MAKE(0x7777, 1), 1, 2, 3, 4, 5), -ENOSYS);
+  expect("upper bits", hypercall(0x100000001ull, 0, 0, 0, 0, 0), -ENOSYS);
+  expect("all ones", hypercall(~0ull, ~0ull, ~0ull, ~0ull, ~0ull, ~0ull), -ENOSYS);
+  /* Random garbage: any negative errno or a value is fine; the point is that we get here. */
+  uint64_t x = 0x9E3779B97F4A7C15ull;
+  for (long i = 0; i < n; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    uint64_t nr = (i % 3 == 0) ? GEARS_HC_MAKE(0, 2 + x % 4) : x; /* not ping: its value is arbitrary */
+    long r = hypercall(nr, x * 3, x >> (i % 64), x ^ 0xffffffff81000000ull, x, ~x);
+    if (r < -4095) {
+      ++bad;
+      printf("GEARS-HCFUZZ-FAIL garbage %d: got %ld\n", (int)i, r);
+    } else {
+      ++ok;
+    }
+  }
+  /* Still a working process: a plain syscall answers. */
+  expect("getppid after", syscall(SYS_getppid) > 0, 1);
+  printf("GEARS-HCFUZZ ok=%d bad=%d\n", ok, bad);
+  return bad == 0 ? 0 : 1;
+}
+
+static int forkexec(long n, const char* path) {
+  for (long i = 0; i < n; ++i) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      perror("fork");
+      return 1;
+    }
+    if (pid == 0) {
+      char* argv[] = {(char*)path, (char*)"true", NULL};
+      execv(path, argv);
+      _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    printf("GEARS-FORKEXEC pid=%d exe=%s status=%d\n", (int)pid, path, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  }
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc >= 2 && strcmp(argv[1], "true") == 0) return 0;
+  if (argc >= 4 && strcmp(argv[1], "bench") == 0) return bench(argv[2], atol(argv[3]));
+  if (argc >= 4 && strcmp(argv[1], "probe") == 0) return probe(atoi(argv[2]), atoi(argv[3]));
+  if (argc >= 3 && strcmp(argv[1], "spin") == 0) return spin(atoi(argv[2]));
+  if (argc >= 3 && strcmp(argv[1], "hcfuzz") == 0) return hcfuzz(atol(argv[2]));
+  if (argc >= 4 && strcmp(argv[1], "forkexec") == 0) return forkexec(atol(argv[2]), argv[3]);
+  if (argc >= 3 && strcmp(argv[1], "env") == 0) {
+    const char* v = getenv(argv[2]);
+    printf("GEARS-ENV %s=%s\n", argv[2], v ? v : "<unset>");
+    return 0;
+  }
+  fprintf(stderr, "usage: gears-testprog bench|probe|spin|hcfuzz|forkexec|env|true ...\n");
+  return 2;
+}

@@ -1,0 +1,88 @@
+#include "hooks/options.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <sstream>
+
+namespace gears::vmm::hooks {
+
+Expected<EnvRule> parse_env_rule(const std::string& spec) {
+  const auto colon = spec.find(':');
+  if (colon == std::string::npos || colon == 0)
+    return fail("--inject-env '" + spec + "': want GLOB:NAME=VALUE or GLOB:NAME+=VALUE");
+  EnvRule r;
+  r.pattern = spec.substr(0, colon);
+  const std::string rest = spec.substr(colon + 1);
+  const auto eq = rest.find('=');
+  if (eq == std::string::npos || eq == 0) return fail("--inject-env '" + spec + "': want NAME=VALUE after the ':'");
+  std::string name = rest.substr(0, eq);
+  r.edit.mode = execve::EnvEdit::Mode::kSet;
+  if (name.back() == '+') {
+    name.pop_back();
+    r.edit.mode = execve::EnvEdit::Mode::kPrepend;
+  }
+  if (name.empty() || name.find_first_of("= \t") != std::string::npos)
+    return fail("--inject-env '" + spec + "': bad variable name");
+  r.edit.name = name;
+  r.edit.value = rest.substr(eq + 1);
+  return r;
+}
+
+Expected<GearsOptions> take_gears_options(std::vector<std::string>& args) {
+  GearsOptions o;
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> Expected<std::string> {
+      if (i + 1 >= args.size()) return fail(a + " needs a value");
+      return args[++i];
+    };
+    if (a == "--control-socket") {
+      auto v = value();
+      if (!v) return fail(v.error());
+      o.control_socket = *v;
+    } else if (a == "--no-syscall-exit") {
+      o.syscall_exit = false;
+    } else if (a == "--track-processes") {
+      o.track_processes = true;
+    } else if (a == "--intercept") {
+      auto v = value();
+      if (!v) return fail(v.error());
+      std::istringstream in(*v);
+      std::string item;
+      while (std::getline(in, item, ',')) {
+        char* end = nullptr;
+        errno = 0;
+        long n = std::strtol(item.c_str(), &end, 0);
+        if (item.empty() || *end != '\0' || errno != 0 || n < 0 || n > 100000)
+          return fail("--intercept: bad syscall number '" + item + "'");
+        o.intercept.push_back(static_cast<uint32_t>(n));
+      }
+    } else if (a == "--inject-env") {
+      auto v = value();
+      if (!v) return fail(v.error());
+      auto r = parse_env_rule(*v);
+      if (!r) return fail(r.error());
+      o.inject_env.push_back(std::move(*r));
+    } else {
+      rest.push_back(a);
+    }
+  }
+  args = std::move(rest);
+  return o;
+}
+
+const char* gears_usage() {
+  return "\nGEARS tools:\n"
+         "  --control-socket PATH   control socket for gearsctl (default: $GEARS_SOCKET, else\n"
+         "                          $XDG_RUNTIME_DIR/gears/vmm.sock, else /tmp/gears-<uid>/vmm.sock;\n"
+         "                          'none': no socket)\n"
+         "  --no-syscall-exit       do not hook the guest's SYSCALL entry (MSR_LSTAR)\n"
+         "  --intercept N[,N...]    syscall numbers that exit to gears-vmm from the start\n"
+         "  --track-processes       track guest processes from fork/exec/exit syscalls\n"
+         "  --inject-env GLOB:NAME=VALUE, GLOB:NAME+=VALUE\n"
+         "                          at an execve of a file matching GLOB (or its basename), set NAME\n"
+         "                          or prepend VALUE to it with ':' (e.g. '*:LD_PRELOAD+=/lib/x.so')\n";
+}
+
+}  // namespace gears::vmm::hooks

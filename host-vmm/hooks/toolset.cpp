@@ -1,0 +1,158 @@
+#include "hooks/toolset.h"
+
+#include <fnmatch.h>
+
+#include <cstdio>
+
+#include "control/socket_path.h"
+#include "hooks/builtin_hypercalls.h"
+#include "tools/execve/env_inject.h"
+#include "tools/introspect/address_space.h"
+#include "tools/proctrack/linux_syscalls.h"
+
+namespace gears::vmm::hooks {
+
+namespace sys = proctrack::linux_x86_64;
+using control::Json;
+
+namespace {
+// What the tracker interprets (doc/toolset.md), plus brk and arch_prctl: every new image makes
+// them first, so an exec's new address space is seen on the vCPU that called execve.
+constexpr uint32_t kTrackedSyscalls[] = {sys::kClone, sys::kFork,     sys::kVfork,    sys::kExecve, sys::kExit,
+                                         sys::kExitGroup, sys::kExecveat, sys::kClone3, 12, 158};
+
+bool rule_matches(const std::string& pattern, const std::string& file) {
+  if (fnmatch(pattern.c_str(), file.c_str(), 0) == 0) return true;
+  const auto slash = file.rfind('/');
+  return slash != std::string::npos && fnmatch(pattern.c_str(), file.c_str() + slash + 1, 0) == 0;
+}
+}  // namespace
+
+Expected<std::unique_ptr<Toolset>> Toolset::attach(Machine& machine, const GearsOptions& options,
+                                                   const std::string& guest_cmdline, bool cpu_is_amd) {
+  std::unique_ptr<Toolset> t(new Toolset());
+  GEARS_TRY(t->setup(machine, options, guest_cmdline, cpu_is_amd));
+  return t;
+}
+
+Toolset::~Toolset() {
+  if (server_) server_->stop();
+}
+
+const std::string& Toolset::socket_path() const { return socket_path_; }
+
+Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std::string& guest_cmdline,
+                              bool cpu_is_amd) {
+  GEARS_TRY(sysexit_.register_commands(registry_));
+  GEARS_TRY(proctrack::register_commands(registry_, tracker_));
+  GEARS_TRY(hypercalls_.register_commands(registry_));
+  GEARS_TRY(register_builtin_hypercalls(hypercalls_));
+  for (uint32_t nr : o.intercept) GEARS_TRY(sysexit_.set_user(nr, true));
+  track_ = o.track_processes;
+  rules_ = o.inject_env;
+  if (track_)
+    for (uint32_t nr : kTrackedSyscalls) GEARS_TRY(sysexit_.acquire(nr));
+  if (!rules_.empty()) {
+    GEARS_TRY(sysexit_.acquire(sys::kExecve));
+    GEARS_TRY(sysexit_.acquire(sys::kExecveat));
+  }
+  GuestMemory& mem = machine.memory();
+  sysexit_.subscribe([this, &mem](const syscall_exit::SyscallEvent& ev, VcpuRegs& regs) { on_syscall(mem, ev, regs); });
+
+  SyscallHookConfig hc;
+  hc.syscall_exit = o.syscall_exit;
+  hc.guest_cmdline = guest_cmdline;
+  hc.cpu_is_amd = cpu_is_amd;
+  auto hook = SyscallHook::install(machine.vm(), machine.vcpus(), sysexit_, hypercalls_, hc);
+  if (!hook) return fail(hook.error());
+  hook_ = std::move(*hook);
+  SyscallHook* h = hook_.get();
+  GEARS_TRY(registry_.add_stats("syscall_hook", [h] { return h->stats(); }));
+  GEARS_TRY(registry_.add_stats("execve", [this] {
+    return Json{{"execs_seen", execs_seen_.load()}, {"injected", injected_.load()}, {"inject_failed", inject_failed_.load()},
+                {"tracking", track_}};
+  }));
+  GEARS_TRY(registry_.add("inject-env", "add an execve environment rule: \"rule\":\"GLOB:NAME=VALUE\" (or NAME+=VALUE); none: list",
+                          [this](const Json& req) -> Expected<Json> {
+                            std::lock_guard lock(rules_mu_);
+                            if (req.contains("rule")) {
+                              auto r = parse_env_rule(req.at("rule").get<std::string>());
+                              if (!r) return fail(r.error());
+                              if (rules_.empty()) {
+                                GEARS_TRY(sysexit_.acquire(sys::kExecve));
+                                GEARS_TRY(sysexit_.acquire(sys::kExecveat));
+                              }
+                              rules_.push_back(std::move(*r));
+                            }
+                            Json list = Json::array();
+                            for (const auto& r : rules_)
+                              list.push_back({{"pattern", r.pattern}, {"name", r.edit.name}, {"value", r.edit.value},
+                                              {"prepend", r.edit.mode == execve::EnvEdit::Mode::kPrepend}});
+                            return Json{{"rules", std::move(list)}};
+                          }));
+
+  const bool explicit_socket = o.control_socket.has_value();
+  const std::string path = explicit_socket ? *o.control_socket : control::default_socket_path();
+  if (path != "none") {
+    auto server = control::ControlServer::start(path, registry_);
+    if (!server) {
+      if (explicit_socket) return fail("--control-socket: " + server.error().what());
+      std::fprintf(stderr, "gears-vmm: no control socket: %s\n", server.error().what().c_str());
+    } else {
+      server_ = std::move(*server);
+      socket_path_ = path;
+      std::fprintf(stderr, "gears-vmm: control socket %s\n", path.c_str());
+    }
+  }
+  return {};
+}
+
+void Toolset::on_syscall(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs) {
+  const bool is_exec = ev.nr == sys::kExecve || ev.nr == sys::kExecveat;
+  if (is_exec) {
+    execs_seen_.fetch_add(1, std::memory_order_relaxed);
+    inject(mem, ev, regs);
+  }
+  if (!track_) return;
+  proctrack::SyscallEntry e;
+  e.vcpu = ev.vcpu;
+  e.cr3 = ev.cr3;
+  e.nr = ev.nr;
+  e.args = ev.args;
+  e.time_ns = ev.time_ns;
+  if (is_exec || ev.nr == sys::kClone3) {
+    introspect::AddressSpace as(mem, ev.cr3);
+    if (is_exec) {
+      // The filename as the caller passed it (user memory, user access, PATH_MAX bound).
+      const uint64_t ptr = ev.nr == sys::kExecve ? ev.args[0] : ev.args[1];
+      if (auto f = as.read_string(ptr, 4096, introspect::Access::user_read())) e.exec_filename = std::move(*f);
+    } else if (auto flags = as.read_obj<uint64_t>(ev.args[0], introspect::Access::user_read())) {
+      e.clone3_flags = *flags;  // struct clone_args starts with the flags
+    }
+  }
+  tracker_.with([&](proctrack::ProcessTracker& t) { t.on_syscall_entry(e); });
+}
+
+void Toolset::inject(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs) {
+  std::vector<execve::EnvEdit> edits;
+  {
+    std::lock_guard lock(rules_mu_);
+    if (rules_.empty()) return;
+    introspect::AddressSpace as(mem, ev.cr3);
+    const uint64_t ptr = ev.nr == sys::kExecve ? ev.args[0] : ev.args[1];
+    auto file = as.read_string(ptr, 4096, introspect::Access::user_read());
+    if (!file) return;  // the kernel will answer -EFAULT itself
+    for (const auto& r : rules_)
+      if (rule_matches(r.pattern, *file)) edits.push_back(r.edit);
+  }
+  if (edits.empty()) return;
+  auto as = introspect::AddressSpace::of_vcpu(mem, regs);
+  if (!as) {
+    inject_failed_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (auto r = execve::inject_env(*as, regs, edits); r) injected_.fetch_add(1, std::memory_order_relaxed);
+  else inject_failed_.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace gears::vmm::hooks

@@ -1,0 +1,55 @@
+// The GEARS tools attached to one Machine (doc/toolset.md, "How it is wired"): the command
+// registry and control socket, selective syscall exiting (SyscallHook + SyscallExitTool), the
+// hypercall dispatcher with gears-vmm's own service-0 calls, process tracking fed by syscall
+// exits, and execve environment injection.
+//
+// Lifetime: attach() before Machine::run(); destroy after run() returned (the vCPU threads are
+// joined then) and before the Machine (the control thread reads the stub bitmap in guest RAM).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "builder.h"
+#include "control/command_registry.h"
+#include "control/control_server.h"
+#include "hooks/options.h"
+#include "hooks/syscall_hook.h"
+#include "tools/hypercall/dispatcher.h"
+#include "tools/proctrack/commands.h"
+#include "tools/syscall_exit/syscall_exit_tool.h"
+
+namespace gears::vmm::hooks {
+
+class Toolset {
+ public:
+  static Expected<std::unique_ptr<Toolset>> attach(Machine& machine, const GearsOptions& options,
+                                                   const std::string& guest_cmdline, bool cpu_is_amd);
+  ~Toolset();
+
+  control::CommandRegistry& registry() { return registry_; }
+  const std::string& socket_path() const;
+
+ private:
+  Toolset() = default;
+  Expected<void> setup(Machine& machine, const GearsOptions& options, const std::string& guest_cmdline, bool cpu_is_amd);
+  void on_syscall(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs);
+  void inject(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs);
+
+  control::CommandRegistry registry_;
+  syscall_exit::SyscallExitTool sysexit_;
+  hypercall::HypercallDispatcher hypercalls_;
+  proctrack::SharedTracker tracker_;
+  std::unique_ptr<SyscallHook> hook_;
+  std::unique_ptr<control::ControlServer> server_;
+  bool track_ = false;
+  std::mutex rules_mu_;
+  std::vector<EnvRule> rules_;
+  std::atomic<uint64_t> execs_seen_{0}, injected_{0}, inject_failed_{0};
+  std::string socket_path_;
+};
+
+}  // namespace gears::vmm::hooks
