@@ -34,10 +34,23 @@ mount -t 9p -o "$p9" gearsctl /ctl || fail "cannot mount the control share"
   poweroff -f
 }
 
-# Scratch and the usual kernel file systems inside the chroot. The host's /tmp stays
-# reachable at /hosttmp (read-only) for a working directory under /tmp.
+# Scratch and the usual kernel file systems inside the chroot. /tmp is a writable tmpfs
+# whose top-level entries are the host's /tmp entries, bind-mounted read-only like the rest
+# of /host: a checkout, build or guest image under /tmp stays reachable. `.gears-*` names
+# (the job script, HOME) are the test host's own.
 mount -o bind /host/tmp /hosttmp
 mount -t tmpfs -o mode=1777 tmpfs /host/tmp || fail "cannot mount tmpfs on /host/tmp"
+for e in /hosttmp/* /hosttmp/.[!.]* /hosttmp/..?*; do
+  n=${e#/hosttmp/}
+  case $n in .gears-*) continue ;; esac
+  if [ -L "$e" ]; then
+    ln -s "$(readlink "$e")" "/host/tmp/$n"
+  elif [ -d "$e" ]; then
+    mkdir "/host/tmp/$n" && mount -o bind "$e" "/host/tmp/$n"
+  elif [ -f "$e" ]; then
+    : > "/host/tmp/$n" && mount -o bind "$e" "/host/tmp/$n"
+  fi
+done
 mount -t tmpfs tmpfs /host/run
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
@@ -46,10 +59,6 @@ mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts devpts /host/dev/pts 2>/dev/null
 mount -t tmpfs tmpfs /host/dev/shm 2>/dev/null
 
-cwd=$(cat /ctl/cwd 2>/dev/null)
-case $cwd in
-  /tmp/*) mkdir -p "/host$cwd" && mount -o bind "/hosttmp${cwd#/tmp}" "/host$cwd" ;;
-esac
 # Writable shares: default caching (no loose write-back: nothing may be lost at poweroff).
 if [ -f /ctl/shares ]; then
   while read -r tag path; do

@@ -1,14 +1,17 @@
 /* gears-testprog: small static guest programs for the GEARS integration tests and benchmarks
  * (tests/integration/run-toolset, tests/bench/syscall-bench). One binary, subcommands:
  *
- *   bench getpid|outb|hypercall N   N calls; prints "GEARS-BENCH <what> <ns per call>"
+ *   bench getpid|outb|hypercall|forkexec N   N calls; prints "GEARS-BENCH <what> <ns per call>"
  *   probe CPU SECONDS               pinned to CPU: lseek(1000+CPU, 0x5EA50000+i, 0) (EBADF) for
  *                                   SECONDS, then prints "GEARS-PROBE cpu=C calls=N"
  *   spin SECONDS                    getpid loop for SECONDS (a workload to intercept)
  *   hcfuzz N                        hypercalls with garbage numbers, pointers and lengths; checks
  *                                   each result; prints "GEARS-HCFUZZ ok=N bad=M"
- *   forkexec N PATH                 N x fork + execve(PATH, [PATH, "child"]) + wait; logs
+ *                                   (GEARS_DEBUG=1 in the environment: every check on stderr)
+ *   forkexec N PATH                 N x fork + execve(PATH, [PATH, "true"]) + wait; logs
  *                                   "GEARS-FORKEXEC pid=P exe=PATH" (ground truth)
+ *   doorbell PORT [ping]            ioperm(PORT) + `outl` with EAX = ping's number, from user mode
+ *                                   ([ping]: one user hypercall first); prints the RAX it got back
  *   env NAME                        prints "GEARS-ENV NAME=<value>" (or <unset>)
  *   true                            exits 0
  * Hypercalls are gears-vmm's service-0 calls (host-vmm/hooks/builtin_hypercalls.h). */
@@ -47,6 +50,14 @@ static long hypercall(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64
   return ret;
 }
 
+/* The kernel doorbell (OUT to GEARS_DOORBELL_PORT) rung from user mode after ioperm(): gears-vmm
+ * must refuse it (-EPERM in RAX): only the guest kernel may use that path. */
+static long doorbell_from_user(uint64_t nr) {
+  uint64_t rax = nr;
+  __asm__ volatile("outl %%eax, %%dx" : "+a"(rax) : "d"((uint16_t)GEARS_DOORBELL_PORT) : "memory");
+  return (long)rax;
+}
+
 static int bench(const char* what, long n) {
   if (strcmp(what, "outb") == 0 && ioperm(0xe8, 1, 1) != 0) {
     perror("ioperm");
@@ -57,6 +68,15 @@ static int bench(const char* what, long n) {
     if (strcmp(what, "getpid") == 0) syscall(SYS_getpid);
     else if (strcmp(what, "outb") == 0) outb(0, 0xe8);
     else if (strcmp(what, "hypercall") == 0) hypercall(GEARS_HC_MAKE(0, 1), (uint64_t)i, 0, 0, 0, 0);
+    else if (strcmp(what, "forkexec") == 0) {
+      pid_t pid = fork();
+      if (pid == 0) {
+        char* args[] = {(char*)"/usr/bin/gears-testprog", (char*)"true", NULL};
+        execv(args[0], args);
+        _exit(127);
+      }
+      if (pid > 0) waitpid(pid, NULL, 0);
+    }
     else {
       fprintf(stderr, "bench: unknown '%s'\n", what);
       return 2;
@@ -102,6 +122,7 @@ static int spin(int seconds) {
 
 static int ok, bad;
 static void expect(const char* what, long got, long want) {
+  if (getenv("GEARS_DEBUG")) fprintf(stderr, "hcfuzz: %s -> %ld\n", what, got);
   if (got == want) {
     ++ok;
   } else {
@@ -147,6 +168,8 @@ static int hcfuzz(long n) {
       ++ok;
     }
   }
+  if (ioperm(GEARS_DOORBELL_PORT, 4, 1) == 0) expect("doorbell from user", doorbell_from_user(GEARS_HC_MAKE(0, 1)), -EPERM);
+  else printf("GEARS-HCFUZZ-NOTE ioperm failed: doorbell not tried\n");
   /* Still a working process: a plain syscall answers. */
   expect("getppid after", syscall(SYS_getppid) > 0, 1);
   printf("GEARS-HCFUZZ ok=%d bad=%d\n", ok, bad);
@@ -180,11 +203,23 @@ int main(int argc, char** argv) {
   if (argc >= 3 && strcmp(argv[1], "spin") == 0) return spin(atoi(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "hcfuzz") == 0) return hcfuzz(atol(argv[2]));
   if (argc >= 4 && strcmp(argv[1], "forkexec") == 0) return forkexec(atol(argv[2]), argv[3]);
+  if (argc >= 3 && strcmp(argv[1], "doorbell") == 0) {
+    unsigned port = (unsigned)strtoul(argv[2], NULL, 0);
+    if (ioperm(port, 4, 1) != 0) {
+      perror("ioperm");
+      return 1;
+    }
+    if (argc >= 4) printf("GEARS-DOORBELL ping first: %ld\n", hypercall(GEARS_HC_MAKE(0, 1), 1, 0, 0, 0, 0));
+    uint64_t rax = GEARS_HC_MAKE(0, 1);
+    __asm__ volatile("outl %%eax, %%dx" : "+a"(rax) : "d"((uint16_t)port) : "memory");
+    printf("GEARS-DOORBELL port=%#x rax=%ld\n", port, (long)rax);
+    return 0;
+  }
   if (argc >= 3 && strcmp(argv[1], "env") == 0) {
     const char* v = getenv(argv[2]);
     printf("GEARS-ENV %s=%s\n", argv[2], v ? v : "<unset>");
     return 0;
   }
-  fprintf(stderr, "usage: gears-testprog bench|probe|spin|hcfuzz|forkexec|env|true ...\n");
+  fprintf(stderr, "usage: gears-testprog bench|probe|spin|hcfuzz|forkexec|doorbell|env|true ...\n");
   return 2;
 }

@@ -30,30 +30,25 @@ const IoBus::Entry* IoBus::lookup(uint64_t addr, uint64_t len) const {
   return nullptr;
 }
 
+// Resolves the device under the lock, then calls it outside: a device may take time (disk
+// I/O) and must not block registration or other buses' lookups.
+std::pair<std::shared_ptr<IoDevice>, uint64_t> IoBus::claim(uint64_t addr, uint64_t len) const {
+  std::lock_guard lock(mu_);
+  const Entry* e = lookup(addr, len);
+  if (!e) return {nullptr, 0};
+  return {e->dev, addr - e->base};
+}
+
 bool IoBus::read(uint64_t addr, std::span<uint8_t> data) const {
-  std::shared_ptr<IoDevice> dev;
-  uint64_t off = 0;
-  {
-    std::lock_guard lock(mu_);
-    const Entry* e = lookup(addr, data.size());
-    if (!e) return false;
-    dev = e->dev;
-    off = addr - e->base;
-  }
+  auto [dev, off] = claim(addr, data.size());
+  if (!dev) return false;
   dev->read(off, data);
   return true;
 }
 
 bool IoBus::write(uint64_t addr, std::span<const uint8_t> data) const {
-  std::shared_ptr<IoDevice> dev;
-  uint64_t off = 0;
-  {
-    std::lock_guard lock(mu_);
-    const Entry* e = lookup(addr, data.size());
-    if (!e) return false;
-    dev = e->dev;
-    off = addr - e->base;
-  }
+  auto [dev, off] = claim(addr, data.size());
+  if (!dev) return false;
   dev->write(off, data);
   return true;
 }

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,7 @@ class IoBus {
     std::shared_ptr<IoDevice> dev;
   };
   const Entry* lookup(uint64_t addr, uint64_t len) const;
+  std::pair<std::shared_ptr<IoDevice>, uint64_t> claim(uint64_t addr, uint64_t len) const;
 
   std::string name_;
   mutable std::mutex mu_;  // guards entries_ against registration while vCPUs run

@@ -3,7 +3,9 @@
 #include <time.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <future>
 #include <cstring>
 #include <sstream>
 
@@ -32,10 +34,9 @@ bool has_word(const std::string& cmdline, const std::string& word) {
   return false;
 }
 
-// The selectors Linux's SYSRET path leaves (__USER_CS, __USER_DS on x86-64).
-constexpr uint16_t kUserCs = 0x33;
-constexpr uint16_t kUserDs = 0x2b;
-constexpr uint64_t kSysretRflagsMask = 0x3C7FD7;  // SYSRET: RFLAGS = R11 & 0x3C7FD7 | 2 (RF, VM cleared)
+// Where the `sysretq` lives in the stub page (the stub itself is ~112 bytes at offset 0).
+constexpr uint64_t kSysretOffset = 0xF00;
+// SYSRET with a non-canonical RCX faults in ring 0 on Intel: such calls are not finished here.
 constexpr uint64_t kUserTop = 0x0000'8000'0000'0000ULL;
 
 // Without KASLR (KERNEL_IMAGE_SIZE 512 MiB) modules start at 0xffffffffa0000000, with it at
@@ -79,6 +80,7 @@ Expected<std::unique_ptr<SyscallHook>> SyscallHook::install(Vm& vm, std::vector<
     return fail("KVM lacks KVM_CAP_SYNC_REGS with sregs: the GEARS hooks need it");
   std::unique_ptr<SyscallHook> h(new SyscallHook(vm, tool, hypercalls, std::move(config), vcpus.size()));
   SyscallHook* self = h.get();
+  self->vcpus_ = &vcpus;
   // Registers on every exit, control registers included (CR3 names the process).
   for (auto& v : vcpus) v->run().kvm_valid_regs |= KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
 
@@ -130,7 +132,11 @@ Expected<uint64_t> SyscallHook::ensure_stub(Vcpu& v, uint64_t entry) {
   p.allow_indirect = false;  // a direct jmp: no steerable indirect branch before the kernel's mitigations
   auto stub = syscall_exit::generate_stub(p);
   if (!stub) return fail_off(stub.error().what());
+  if (stub->bytes.size() > kSysretOffset) return fail_off("the syscall stub overlaps its sysretq slot");
   if (auto w = mem.write(cfg_.stub_gpa, stub->bytes); !w) return fail_off(w.error().what());
+  // The user-hypercall return path: `sysretq` (REX.W 0F 07) at a fixed offset of the stub page.
+  const uint8_t sysretq[] = {0x48, 0x0F, 0x07, 0xCC};
+  if (auto w = mem.write(cfg_.stub_gpa + kSysretOffset, sysretq); !w) return fail_off(w.error().what());
   if (auto m = syscall_exit::map_stub(mem, *slot, cfg_.stub_pt_gpa, cfg_.stub_gpa); !m) return fail_off(m.error().what());
   auto bits = mem.span(cfg_.stub_gpa + stub->bitmap_offset, stub->bitmap_bytes);
   if (!bits) return fail_off(bits.error().what());
@@ -151,7 +157,9 @@ bool SyscallHook::on_lstar_write(Vcpu& v, uint64_t value) {
   if (id < nvcpus_) guest_lstar_[id].store(value);
   uint64_t target = value;
   bool hooked = false;
-  if (auto s = ensure_stub(v, value)) {
+  if (!armed_.load()) {
+    // Disarmed from the control socket: the guest's entry as it asked; the stub waits.
+  } else if (auto s = ensure_stub(v, value)) {
     target = *s;
     hooked = true;
   } else {
@@ -222,36 +230,15 @@ void SyscallHook::user_hypercall(Vcpu& v, kvm_run& run) {
     refused_sysret_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  // Resume at the `sysretq` in the stub page: the CPU itself returns to user mode with
+  // RIP = RCX, RFLAGS = R11 and the user CS/SS from MSR_STAR, as the kernel's own SYSRET would.
+  // (Writing CS/SS through sync sregs instead also rewrites TR, whose busy type KVM reports
+  // for SVM: QEMU/TCG's I/O-permission check then refuses every ioperm()ed port with #GP.)
   kvm_regs out = r;
   apply_vcpu_regs(regs, out);
-  out.rip = regs.rcx;
-  out.rflags = (regs.r11 & kSysretRflagsMask) | 0x2;
+  out.rip = stub_gva_.load() + kSysretOffset;
   r = out;
-  s.cs.selector = kUserCs;
-  s.cs.base = 0;
-  s.cs.limit = 0xffffffff;
-  s.cs.type = 0xb;
-  s.cs.present = 1;
-  s.cs.dpl = 3;
-  s.cs.db = 0;
-  s.cs.s = 1;
-  s.cs.l = 1;
-  s.cs.g = 1;
-  s.cs.avl = 0;
-  s.cs.unusable = 0;
-  s.ss.selector = kUserDs;
-  s.ss.base = 0;
-  s.ss.limit = 0xffffffff;
-  s.ss.type = 0x3;
-  s.ss.present = 1;
-  s.ss.dpl = 3;
-  s.ss.db = 1;
-  s.ss.s = 1;
-  s.ss.l = 0;
-  s.ss.g = 1;
-  s.ss.avl = 0;
-  s.ss.unusable = 0;
-  run.kvm_dirty_regs |= KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
+  run.kvm_dirty_regs |= KVM_SYNC_X86_REGS;
 }
 
 bool SyscallHook::on_doorbell(Vcpu& v, kvm_run& run) {
@@ -273,6 +260,42 @@ bool SyscallHook::on_doorbell(Vcpu& v, kvm_run& run) {
   r = out;
   run.kvm_dirty_regs |= KVM_SYNC_X86_REGS;
   return true;
+}
+
+Expected<control::Json> SyscallHook::set_armed(bool on) {
+  const uint64_t stub = stub_gva_.load();
+  if (!cfg_.syscall_exit || stub == 0) {
+    std::lock_guard lock(mu_);
+    return fail("the syscall stub is not installed (" + status_ + ")");
+  }
+  armed_.store(on);
+  control::Json out = control::Json::array();
+  for (auto& v : *vcpus_) {
+    const auto id = static_cast<size_t>(v->id());
+    if (id >= nvcpus_) continue;
+    const uint64_t guest = guest_lstar_[id].load();
+    bool want = on && guest == original_entry_;
+    if (guest == 0) {  // this vCPU has not set up SYSCALL yet: its own write will follow armed_
+      out.push_back({{"vcpu", id}, {"hooked", false}});
+      continue;
+    }
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    auto fut = v->run_on_thread([this, id, guest, stub, want, done](Vcpu& self) {
+      if (self.set_msr(kMsrLstar, want ? stub : guest)) {
+        hooked_[id].store(want);
+        done->store(true);
+      }
+    });
+    if (fut.wait_for(std::chrono::seconds(5)) != std::future_status::ready)
+      return fail("vCPU " + std::to_string(id) + " did not answer within 5 s (is the guest stopping?)");
+    if (!done->load()) return fail("KVM_SET_MSRS(LSTAR) failed on vCPU " + std::to_string(id));
+    out.push_back({{"vcpu", id}, {"hooked", want}});
+  }
+  {
+    std::lock_guard lock(mu_);
+    status_ = on ? "on" : "disarmed";
+  }
+  return control::Json{{"armed", on}, {"vcpus", std::move(out)}};
 }
 
 control::Json SyscallHook::stats() const {

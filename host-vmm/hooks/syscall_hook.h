@@ -4,10 +4,11 @@
 //     maps the stub once (syscall_exit::find_stub_slot/map_stub/generate_stub) and points that
 //     vCPU's LSTAR at it with KVM_SET_MSRS on its own thread; guest reads see their own value;
 //   - the stub's private port (0xE7): a selected syscall goes to SyscallExitTool::on_stub_exit,
-//     a user hypercall (EAX == GEARS_SYSCALL_NR) to the HypercallDispatcher, finished as SYSRET;
+//     a user hypercall (EAX == GEARS_SYSCALL_NR) to the HypercallDispatcher, finished by a real
+//     `sysretq` the VMM keeps in the stub page (RIP moved there; no segment-register writes);
 //   - the kernel doorbell (OUT to GEARS_DOORBELL_PORT) to the dispatcher.
-// Registers come from kvm_run sync regs (REGS + SREGS requested on every vCPU) and go back the
-// same way (kvm_dirty_regs). Everything here runs on the vCPU thread that took the exit.
+// Registers come from kvm_run sync regs (REGS + SREGS requested on every vCPU); only general
+// registers go back (kvm_dirty_regs = REGS). Everything here runs on the vCPU thread that took the exit.
 #pragma once
 
 #include <linux/kvm.h>
@@ -59,6 +60,10 @@ class SyscallHook {
 
   // The "syscall_hook" stats section: where the stub is, per-vCPU state, exit counters.
   control::Json stats() const;
+  // Arms (LSTAR -> stub) or disarms (LSTAR -> the guest's own entry) the stub on every vCPU
+  // at run time, each with KVM_SET_MSRS on its own thread (Vcpu::run_on_thread). For the
+  // control thread; waits at most a few seconds per vCPU.
+  Expected<control::Json> set_armed(bool on);
   bool stub_installed() const { return stub_gva_.load() != 0; }
 
  private:
@@ -74,6 +79,8 @@ class SyscallHook {
   void log(const std::string& line);
 
   Vm& vm_;
+  std::vector<std::unique_ptr<Vcpu>>* vcpus_ = nullptr;
+  std::atomic<bool> armed_{true};  // a later boot-time LSTAR write follows the current choice
   syscall_exit::SyscallExitTool& tool_;
   hypercall::HypercallDispatcher& hypercalls_;
   SyscallHookConfig cfg_;

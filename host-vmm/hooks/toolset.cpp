@@ -56,6 +56,24 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
     GEARS_TRY(sysexit_.acquire(sys::kExecve));
     GEARS_TRY(sysexit_.acquire(sys::kExecveat));
   }
+  for (size_t i = 0; i < machine.vcpus().size(); ++i) traces_.push_back(std::make_unique<VcpuTrace>());
+  GEARS_TRY(registry_.add("events", "the last syscall events per vCPU with arguments: optional \"nr\":N, \"vcpu\":N",
+                          [this](const Json& req) -> Expected<Json> {
+                            const int64_t nr = req.contains("nr") ? req.at("nr").get<int64_t>() : -1;
+                            const int64_t only = req.contains("vcpu") ? req.at("vcpu").get<int64_t>() : -1;
+                            Json events = Json::array(), per_vcpu = Json::array();
+                            for (size_t v = 0; v < traces_.size(); ++v) {
+                              std::lock_guard lock(traces_[v]->mu);
+                              per_vcpu.push_back(traces_[v]->count);
+                              if (only >= 0 && static_cast<size_t>(only) != v) continue;
+                              for (const auto& ev : traces_[v]->last) {
+                                if (nr >= 0 && ev.nr != static_cast<uint64_t>(nr)) continue;
+                                events.push_back({{"vcpu", ev.vcpu}, {"nr", ev.nr}, {"cr3", ev.cr3},
+                                                  {"args", ev.args}, {"user_rip", ev.user_rip}, {"time_ns", ev.time_ns}});
+                              }
+                            }
+                            return Json{{"events", std::move(events)}, {"per_vcpu", std::move(per_vcpu)}};
+                          }));
   GuestMemory& mem = machine.memory();
   sysexit_.subscribe([this, &mem](const syscall_exit::SyscallEvent& ev, VcpuRegs& regs) { on_syscall(mem, ev, regs); });
 
@@ -68,6 +86,8 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
   hook_ = std::move(*hook);
   SyscallHook* h = hook_.get();
   GEARS_TRY(registry_.add_stats("syscall_hook", [h] { return h->stats(); }));
+  GEARS_TRY(registry_.add("syscall-hook", "arm/disarm the syscall stub on every vCPU (LSTAR): \"on\":bool",
+                          [h](const Json& req) -> Expected<Json> { return h->set_armed(req.at("on").get<bool>()); }));
   GEARS_TRY(registry_.add_stats("execve", [this] {
     return Json{{"execs_seen", execs_seen_.load()}, {"injected", injected_.load()}, {"inject_failed", inject_failed_.load()},
                 {"tracking", track_}};
@@ -79,8 +99,8 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
                               auto r = parse_env_rule(req.at("rule").get<std::string>());
                               if (!r) return fail(r.error());
                               if (rules_.empty()) {
-                                GEARS_TRY(sysexit_.acquire(sys::kExecve));
-                                GEARS_TRY(sysexit_.acquire(sys::kExecveat));
+                                if (auto a = sysexit_.acquire(sys::kExecve); !a) return fail(a.error());
+                                if (auto a = sysexit_.acquire(sys::kExecveat); !a) return fail(a.error());
                               }
                               rules_.push_back(std::move(*r));
                             }
@@ -107,7 +127,17 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
   return {};
 }
 
+void Toolset::record(const syscall_exit::SyscallEvent& ev) {
+  if (ev.vcpu >= traces_.size()) return;
+  VcpuTrace& t = *traces_[ev.vcpu];
+  std::lock_guard lock(t.mu);
+  ++t.count;
+  t.last.push_back(ev);
+  if (t.last.size() > kTraceDepth) t.last.pop_front();
+}
+
 void Toolset::on_syscall(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs) {
+  record(ev);
   const bool is_exec = ev.nr == sys::kExecve || ev.nr == sys::kExecveat;
   if (is_exec) {
     execs_seen_.fetch_add(1, std::memory_order_relaxed);

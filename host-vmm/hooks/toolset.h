@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -38,6 +39,17 @@ class Toolset {
   Expected<void> setup(Machine& machine, const GearsOptions& options, const std::string& guest_cmdline, bool cpu_is_amd);
   void on_syscall(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs);
   void inject(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs);
+  void record(const syscall_exit::SyscallEvent& ev);
+
+  // The last kTraceDepth syscall events per vCPU (the "events" command): what the stub saw,
+  // arguments included, without a log.
+  static constexpr size_t kTraceDepth = 256;
+  struct VcpuTrace {
+    std::mutex mu;
+    std::deque<syscall_exit::SyscallEvent> last;
+    uint64_t count = 0;
+  };
+  std::vector<std::unique_ptr<VcpuTrace>> traces_;
 
   control::CommandRegistry registry_;
   syscall_exit::SyscallExitTool sysexit_;
