@@ -16,6 +16,7 @@
 #if defined(GEARS_VMM_HAVE_VIRTIO)
 #include "virtio/console.h"
 #include "virtio/mmio_transport.h"
+#include "virtio/net.h"
 #endif
 #if defined(GEARS_VMM_HAVE_VIRTIO_BLK)
 #include "virtio/blk.h"
@@ -166,7 +167,53 @@ Expected<void> Machine::add_devices(const config::VmConfig& cfg, std::vector<uin
 #else
   if (!cfg.virtio_blk.empty()) return fail("this gears-vmm was built without virtio-blk (--virtio-blk)");
 #endif
+#if defined(GEARS_VMM_HAVE_VIRTIO)
+  for (size_t i = 0; i < cfg.nics.size(); ++i) {
+    const net::NicSpec& spec = cfg.nics[i];
+    auto sw = switch_for(cfg, spec.overlay);
+    if (!sw) return fail(sw.error());
+    const uint32_t sw_mtu = (*sw)->options().mtu;
+    if (spec.mtu > sw_mtu)
+      return fail("--net mtu=" + std::to_string(spec.mtu) + " exceeds the overlay's mtu " + std::to_string(sw_mtu) + " (" + spec.overlay + ")");
+    virtio::VirtioNetOptions opts;
+    // An overlay with a non-standard MTU is offered to the guest unless the NIC names its own.
+    opts.mtu = spec.mtu;
+    if (opts.mtu == 0 && !spec.overlay.empty() && sw_mtu != GEARS_OVERLAY_DEFAULT_MTU) opts.mtu = static_cast<uint16_t>(sw_mtu);
+    const std::string name = "net" + std::to_string(i);
+    auto nic = virtio::make_virtio_net((*sw)->add_port(name), spec.mac, opts);
+    virtio::VirtioNetDevice* raw = nic.get();
+    auto [base, gsi] = next_window();
+    auto dev = std::make_shared<virtio::VirtioMmioTransport>(mem_, vm_->irq_line(gsi), std::move(nic));
+    GEARS_TRY(vm_->mmio().add(base, x86::kVirtioMmioSize, dev));
+    nics_.push_back({name, spec.mac, spec.overlay, opts.mtu, raw});
+  }
+#else
+  if (!cfg.nics.empty()) return fail("this gears-vmm was built without virtio devices (--net)");
+#endif
   return {};
+}
+
+Expected<std::shared_ptr<net::Switch>> Machine::switch_for(const config::VmConfig& cfg, const std::string& overlay) {
+  for (const auto& s : switches_)
+    if (s.overlay == overlay) return s.sw;
+  std::shared_ptr<net::Switch> sw;
+  if (overlay.empty()) {
+    // Local-only: frames between this gears-vmm's NICs; large enough for the largest NIC MTU.
+    net::Switch::Options o;
+    for (const auto& n : cfg.nics)
+      if (n.overlay.empty() && n.mtu > o.mtu) o.mtu = n.mtu;
+    auto s = net::Switch::create(o, nullptr);
+    if (!s) return fail(s.error());
+    sw = std::move(*s);
+  } else {
+    auto oc = net::load_overlay_config(overlay);
+    if (!oc) return fail("--net: " + oc.error().what());
+    auto s = net::make_overlay(*oc);
+    if (!s) return fail("--net overlay=" + overlay + ": " + s.error().what());
+    sw = std::move(*s);
+  }
+  switches_.push_back({overlay, sw});
+  return sw;
 }
 
 StopReason Machine::run() {

@@ -14,8 +14,24 @@
 #include "core/vm.h"
 #include "devices/console.h"
 #include "gears/expected.h"
+#include "net/switch.h"
+#include "virtio/net.h"
 
 namespace gears::vmm {
+
+// One --net NIC as built, for the control socket's "net" stats.
+struct NicInfo {
+  std::string name;            // the switch port's name: net0, net1, ... (eth0, ... in the guest)
+  net::MacAddress mac;
+  std::string overlay;         // configuration file; empty: local-only switch
+  uint16_t mtu = 0;            // offered to the guest (0: not offered)
+  virtio::VirtioNetDevice* device = nullptr;  // owned by its transport on the VM's MMIO bus
+};
+// One overlay switch (NICs naming the same file share it), by configuration file.
+struct SwitchInfo {
+  std::string overlay;         // empty: the local-only switch
+  std::shared_ptr<net::Switch> sw;
+};
 
 class Machine {
  public:
@@ -29,10 +45,13 @@ class Machine {
   Vm& vm() { return *vm_; }
   GuestMemory& memory() { return mem_; }
   std::vector<std::unique_ptr<Vcpu>>& vcpus() { return vcpus_; }
+  const std::vector<NicInfo>& nics() const { return nics_; }
+  const std::vector<SwitchInfo>& switches() const { return switches_; }
 
  private:
   Machine() = default;
   Expected<void> add_devices(const config::VmConfig& cfg, std::vector<uint64_t>& mmio_bases);
+  Expected<std::shared_ptr<net::Switch>> switch_for(const config::VmConfig& cfg, const std::string& overlay);
 
   // Destruction runs bottom-up: vCPUs stop before the VM, the VM (and its devices) before RAM.
   KvmSystem kvm_;
@@ -40,6 +59,9 @@ class Machine {
   RunControl control_;
   std::unique_ptr<devices::Console> console_;
   std::vector<int> owned_fds_;
+  // Switches outlive the devices on their ports (the VM is reset first in ~Machine).
+  std::vector<SwitchInfo> switches_;
+  std::vector<NicInfo> nics_;
   std::unique_ptr<Vm> vm_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
 };

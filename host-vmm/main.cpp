@@ -26,6 +26,29 @@ void watch_signals(gears::vmm::RunControl& control, const sigset_t& set) {
   }).detach();
 }
 
+// The control socket's "net" section: every NIC's device counters and every switch's counters.
+gears::vmm::control::Json net_stats(const gears::vmm::Machine& m) {
+  using gears::vmm::control::Json;
+  Json nics = Json::array(), switches = Json::array();
+  for (const auto& n : m.nics()) {
+    const auto s = n.device->stats();
+    nics.push_back({{"name", n.name}, {"mac", gears::vmm::net::to_string(n.mac)}, {"overlay", n.overlay},
+                    {"mtu", n.mtu}, {"tx_frames", s.tx_frames}, {"tx_bytes", s.tx_bytes},
+                    {"tx_malformed", s.tx_malformed}, {"rx_frames", s.rx_frames}, {"rx_bytes", s.rx_bytes},
+                    {"rx_dropped_full", s.rx_dropped_full}, {"rx_dropped_small", s.rx_dropped_small},
+                    {"rx_dropped_inactive", s.rx_dropped_inactive}, {"rx_pending", s.rx_pending}});
+  }
+  for (const auto& sw : m.switches()) {
+    Json counters = Json::object(), peers = Json::array();
+    for (const auto& [name, value] : sw.sw->stats()) counters[std::string(name)] = value;
+    for (const auto& p : sw.sw->peers()) peers.push_back(gears::vmm::net::to_string(p));
+    Json j{{"overlay", sw.overlay}, {"peers", std::move(peers)}, {"counters", std::move(counters)}};
+    if (const auto* b = sw.sw->backend()) j["listen"] = gears::vmm::net::to_string(b->local());
+    switches.push_back(std::move(j));
+  }
+  return Json{{"nics", std::move(nics)}, {"switches", std::move(switches)}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -74,6 +97,13 @@ int main(int argc, char** argv) {
   if (!tools) {
     std::fprintf(stderr, "gears-vmm: %s\n", tools.error().what().c_str());
     return 1;
+  }
+  if (!(*machine)->nics().empty()) {
+    auto r = (*tools)->registry().add_stats("net", [m = machine->get()] { return net_stats(*m); });
+    if (!r) {
+      std::fprintf(stderr, "gears-vmm: %s\n", r.error().what().c_str());
+      return 1;
+    }
   }
   watch_signals((*machine)->control(), set);
   StopReason r = (*machine)->run();

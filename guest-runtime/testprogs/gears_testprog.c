@@ -4,12 +4,17 @@
  *   bench getpid|outb|hypercall|forkexec N   N calls; prints "GEARS-BENCH <what> <ns per call>"
  *   probe CPU SECONDS               pinned to CPU: lseek(1000+CPU, 0x5EA50000+i, 0) (EBADF) for
  *                                   SECONDS, then prints "GEARS-PROBE cpu=C calls=N"
+ *   retprobe CPU SECONDS            pinned to CPU: lseek(memfd, 0x7E700000+CPU*0x100000+i, SEEK_SET)
+ *                                   (returns that offset) and getppid() every 16 calls, for
+ *                                   SECONDS; prints "GEARS-RETPROBE cpu=C pid=P ppid=Q calls=N bad=B"
+ *                                   (B: lseek results that were not the offset)
  *   spin SECONDS                    getpid loop for SECONDS (a workload to intercept)
  *   hcfuzz N                        hypercalls with garbage numbers, pointers and lengths; checks
  *                                   each result; prints "GEARS-HCFUZZ ok=N bad=M"
  *                                   (GEARS_DEBUG=1 in the environment: every check on stderr)
  *   forkexec N PATH                 N x fork + execve(PATH, [PATH, "true"]) + wait; logs
- *                                   "GEARS-FORKEXEC pid=P exe=PATH" (ground truth)
+ *                                   "GEARS-FORKEXEC-SELF pid=P" once and
+ *                                   "GEARS-FORKEXEC pid=P exe=PATH" per child (ground truth)
  *   doorbell PORT [ping]            ioperm(PORT) + `outl` with EAX = ping's number, from user mode
  *                                   ([ping]: one user hypercall first); prints the RAX it got back
  *   env NAME                        prints "GEARS-ENV NAME=<value>" (or <unset>)
@@ -109,6 +114,31 @@ static int probe(int cpu, int seconds) {
   return 0;
 }
 
+static int retprobe(int cpu, int seconds) {
+  if (pin(cpu) != 0) {
+    perror("sched_setaffinity");
+    return 1;
+  }
+  int fd = (int)syscall(SYS_memfd_create, "gears-retprobe", 0);
+  if (fd < 0) {
+    perror("memfd_create");
+    return 1;
+  }
+  const long base = 0x7E700000L + (long)cpu * 0x100000L;
+  uint64_t end = now_ns() + (uint64_t)seconds * 1000000000ull;
+  long calls = 0, bad_ret = 0, ppid = 0;
+  while (now_ns() < end && calls < 0xFFFFF) {
+    long r = syscall(SYS_lseek, fd, base + calls, SEEK_SET);
+    if (r != base + calls) ++bad_ret;
+    if (calls % 16 == 0) ppid = syscall(SYS_getppid);
+    ++calls;
+  }
+  printf("GEARS-RETPROBE cpu=%d pid=%d ppid=%ld calls=%ld bad=%ld lastcpu=%d\n", cpu, (int)getpid(), ppid, calls,
+         bad_ret, sched_getcpu());
+  close(fd);
+  return 0;
+}
+
 static int spin(int seconds) {
   uint64_t end = now_ns() + (uint64_t)seconds * 1000000000ull;
   long calls = 0;
@@ -177,6 +207,7 @@ static int hcfuzz(long n) {
 }
 
 static int forkexec(long n, const char* path) {
+  printf("GEARS-FORKEXEC-SELF pid=%d\n", (int)getpid());
   for (long i = 0; i < n; ++i) {
     pid_t pid = fork();
     if (pid < 0) {
@@ -200,6 +231,7 @@ int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "true") == 0) return 0;
   if (argc >= 4 && strcmp(argv[1], "bench") == 0) return bench(argv[2], atol(argv[3]));
   if (argc >= 4 && strcmp(argv[1], "probe") == 0) return probe(atoi(argv[2]), atoi(argv[3]));
+  if (argc >= 4 && strcmp(argv[1], "retprobe") == 0) return retprobe(atoi(argv[2]), atoi(argv[3]));
   if (argc >= 3 && strcmp(argv[1], "spin") == 0) return spin(atoi(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "hcfuzz") == 0) return hcfuzz(atol(argv[2]));
   if (argc >= 4 && strcmp(argv[1], "forkexec") == 0) return forkexec(atol(argv[2]), argv[3]);
@@ -220,6 +252,6 @@ int main(int argc, char** argv) {
     printf("GEARS-ENV %s=%s\n", argv[2], v ? v : "<unset>");
     return 0;
   }
-  fprintf(stderr, "usage: gears-testprog bench|probe|spin|hcfuzz|forkexec|doorbell|env|true ...\n");
+  fprintf(stderr, "usage: gears-testprog bench|probe|retprobe|spin|hcfuzz|forkexec|doorbell|env|true ...\n");
   return 2;
 }

@@ -76,6 +76,39 @@ Expected<void> apply_json_checked(const json& doc, VmConfig& cfg) {
       } else {
         GEARS_TRY(one(v));
       }
+    } else if (key == "net") {
+      // "mac=..,overlay=..,mtu=N" (as --net) or {"mac": .., "overlay": .., "mtu": N}; one or a list.
+      auto one = [&](const json& d) -> Expected<void> {
+        std::string spec;
+        if (d.is_string()) {
+          spec = d.get<std::string>();
+        } else if (d.is_object()) {
+          for (auto f = d.begin(); f != d.end(); ++f) {
+            if (f.key() != "mac" && f.key() != "overlay" && f.key() != "mtu")
+              return fail("config: \"net\": unknown key \"" + f.key() + "\" (mac, overlay, mtu)");
+            if (!spec.empty()) spec += ',';
+            spec += f.key() + "=" + (f.value().is_number_unsigned() ? std::to_string(f.value().get<uint64_t>())
+                                                                    : f.value().get<std::string>());
+          }
+        } else {
+          return fail("config: \"net\" entries must be a string or an object");
+        }
+        if (spec.find(',') != std::string::npos && d.is_object()) {
+          // Values from an object may not smuggle extra keys in through a comma.
+          for (auto f = d.begin(); f != d.end(); ++f)
+            if (f.value().is_string() && f.value().get<std::string>().find(',') != std::string::npos)
+              return fail("config: \"net\": \"" + f.key() + "\" must not contain ','");
+        }
+        auto n = net::parse_nic_spec(spec);
+        if (!n) return fail("config: " + n.error().what());
+        cfg.nics.push_back(std::move(*n));
+        return {};
+      };
+      if (v.is_array()) {
+        for (const auto& d : v) GEARS_TRY(one(d));
+      } else {
+        GEARS_TRY(one(v));
+      }
     } else {
       return fail("config: unknown key \"" + key + "\"");
     }
@@ -175,6 +208,11 @@ Expected<VmConfig> parse_args(int argc, const char* const* argv) {
     } else if (a == "--virtio-blk") {
       GEARS_VALUE(v);
       cfg.virtio_blk.push_back(*v);
+    } else if (a == "--net") {
+      GEARS_VALUE(v);
+      auto n = net::parse_nic_spec(*v);
+      if (!n) return fail(n.error());
+      cfg.nics.push_back(std::move(*n));
     } else if (a == "--kvm-device") {
       GEARS_VALUE(v);
       cfg.kvm_device = *v;
@@ -197,7 +235,14 @@ Expected<void> validate(const VmConfig& cfg, int max_vcpus) {
   GEARS_TRY(check_file(cfg.kernel, "kernel"));
   if (!cfg.initrd.empty()) GEARS_TRY(check_file(cfg.initrd, "initrd"));
   for (const auto& b : cfg.virtio_blk) GEARS_TRY(check_file(b, "virtio-blk image"));
-  if (cfg.virtio_blk.size() + (cfg.virtio_console ? 1 : 0) > 8) return fail("too many virtio devices (at most 8)");
+  for (size_t i = 0; i < cfg.nics.size(); ++i) {
+    if (!cfg.nics[i].overlay.empty()) GEARS_TRY(check_file(cfg.nics[i].overlay, "--net overlay configuration"));
+    for (size_t j = 0; j < i; ++j)
+      if (cfg.nics[j].mac == cfg.nics[i].mac)
+        return fail("--net: mac " + net::to_string(cfg.nics[i].mac) + " is given twice");
+  }
+  if (cfg.virtio_blk.size() + cfg.nics.size() + (cfg.virtio_console ? 1 : 0) > 8)
+    return fail("too many virtio devices (at most 8)");
   return {};
 }
 
@@ -238,11 +283,17 @@ Boots a Linux bzImage on KVM (hardware KVM: kvm_intel or kvm_amd).
   --config FILE.json      Firecracker-like JSON: {"boot-source": {"kernel_image_path",
                           "initrd_path", "boot_args"}, "machine-config": {"vcpu_count",
                           "mem_size_mib"}, "console": "stdio", "virtio-console": "file:P",
-                          "virtio-blk": ["disk.img"]}; command-line flags override it
+                          "virtio-blk": ["disk.img"], "net": [{"mac", "overlay", "mtu"}]};
+                          command-line flags override it (--net adds NICs)
   --console SPEC          serial console (COM1): stdio (default), none, file:PATH, socket:PATH
                           (stdio on a tty is raw; Ctrl-A x quits)
   --virtio-console SPEC   a virtio-console (hvc0): file:PATH, socket:PATH, stdio
   --virtio-blk PATH       a virtio-blk disk backed by PATH (repeatable)
+  --net mac=MAC[,overlay=FILE][,mtu=N]
+                          a virtio-net NIC (repeatable; eth0, eth1, ...) on the overlay switch
+                          configured by FILE (JSON, doc/net.md: listen, peers, routes, ...);
+                          NICs naming the same FILE share one switch, NICs without one share
+                          a local-only switch; mtu (68..9000) is offered to the guest
   --kvm-device PATH       KVM device (default /dev/kvm)
   --force-pvm             run even on a paravirtual (kvm_pvm) /dev/kvm
   --help                  this text

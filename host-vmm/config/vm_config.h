@@ -9,6 +9,7 @@
 
 #include "devices/console.h"
 #include "gears/expected.h"
+#include "net/overlay_config.h"
 
 namespace gears::vmm::config {
 
@@ -25,6 +26,7 @@ struct VmConfig {
   devices::ConsoleSpec console;
   std::optional<devices::ConsoleSpec> virtio_console;
   std::vector<std::string> virtio_blk;
+  std::vector<net::NicSpec> nics;  // --net, in order: eth0, eth1, ...
   std::string kvm_device = "/dev/kvm";
   bool force_pvm = false;
   bool help = false;

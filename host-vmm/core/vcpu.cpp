@@ -104,6 +104,11 @@ Expected<void> Vcpu::set_msr(uint32_t index, uint64_t value) {
   return {};
 }
 
+Expected<void> Vcpu::set_guest_debug(const kvm_guest_debug& dbg) {
+  if (::ioctl(fd_, KVM_SET_GUEST_DEBUG, &dbg) < 0) return fail_errno("KVM_SET_GUEST_DEBUG");
+  return {};
+}
+
 void Vcpu::start() {
   started_.store(true);
   thread_ = std::thread([this] { loop(); });
@@ -186,6 +191,14 @@ bool Vcpu::handle_exit() {
     case KVM_EXIT_X86_RDMSR: return handle_msr(false);
     case KVM_EXIT_X86_WRMSR: return handle_msr(true);
     case KVM_EXIT_INTR: return true;
+    case KVM_EXIT_DEBUG:
+      if (const auto& h = vm_.debug_handler(); h && h(*this, *run_)) return !control_.stopping();
+      fail_run("unexpected debug exit at pc 0x" + [&] {
+        char b[24];
+        std::snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(run_->debug.arch.pc));
+        return std::string(b);
+      }());
+      return false;
     case KVM_EXIT_SHUTDOWN:
       // A triple fault (or a reset the guest forced by one).
       control_.request_stop(StopReason::TripleFault, "vCPU " + std::to_string(id_) + ": " + describe_state());

@@ -44,6 +44,8 @@ class Vcpu {
   // (use run_on_thread).
   Expected<uint64_t> get_msr(uint32_t index) const;
   Expected<void> set_msr(uint32_t index, uint64_t value);
+  // KVM_SET_GUEST_DEBUG (hardware breakpoints, #DB injection). On this vCPU's thread.
+  Expected<void> set_guest_debug(const kvm_guest_debug& dbg);
 
   // Starts the vCPU thread (KVM_RUN loop).
   void start();

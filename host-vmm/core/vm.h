@@ -69,6 +69,10 @@ class Vm {
   const MsrHandler& msr_handler() const { return msr_handler_; }
   void add_pio_observer(PioObserver obs) { pio_observers_.push_back(std::move(obs)); }
   const std::vector<PioObserver>& pio_observers() const { return pio_observers_; }
+  // KVM_EXIT_DEBUG (a debug trap the VMM armed with KVM_SET_GUEST_DEBUG). Return true when
+  // handled; without a handler (or when it returns false) the run stops with a report.
+  void set_debug_handler(std::function<bool(Vcpu&, kvm_run&)> h) { debug_handler_ = std::move(h); }
+  const std::function<bool(Vcpu&, kvm_run&)>& debug_handler() const { return debug_handler_; }
 
  private:
   Vm(const KvmSystem& kvm, GuestMemory& mem) : kvm_(kvm), mem_(mem) {}
@@ -80,6 +84,7 @@ class Vm {
   IoBus mmio_{"mmio"};
   MsrHandler msr_handler_;
   std::vector<PioObserver> pio_observers_;
+  std::function<bool(Vcpu&, kvm_run&)> debug_handler_;
 };
 
 }  // namespace gears::vmm

@@ -45,7 +45,7 @@ Expected<GearsOptions> take_gears_options(std::vector<std::string>& args) {
       o.syscall_exit = false;
     } else if (a == "--track-processes") {
       o.track_processes = true;
-    } else if (a == "--intercept") {
+    } else if (a == "--intercept" || a == "--returns") {
       auto v = value();
       if (!v) return fail(v.error());
       std::istringstream in(*v);
@@ -55,8 +55,8 @@ Expected<GearsOptions> take_gears_options(std::vector<std::string>& args) {
         errno = 0;
         long n = std::strtol(item.c_str(), &end, 0);
         if (item.empty() || *end != '\0' || errno != 0 || n < 0 || n > 100000)
-          return fail("--intercept: bad syscall number '" + item + "'");
-        o.intercept.push_back(static_cast<uint32_t>(n));
+          return fail(a + ": bad syscall number '" + item + "'");
+        (a == "--returns" ? o.returns : o.intercept).push_back(static_cast<uint32_t>(n));
       }
     } else if (a == "--inject-env") {
       auto v = value();
@@ -79,6 +79,7 @@ const char* gears_usage() {
          "                          'none': no socket)\n"
          "  --no-syscall-exit       do not hook the guest's SYSCALL entry (MSR_LSTAR)\n"
          "  --intercept N[,N...]    syscall numbers that exit to gears-vmm from the start\n"
+         "  --returns N[,N...]      as --intercept, and their returns (value in RAX) are events too\n"
          "  --track-processes       track guest processes from fork/exec/exit syscalls\n"
          "  --inject-env GLOB:NAME=VALUE, GLOB:NAME+=VALUE\n"
          "                          at an execve of a file matching GLOB (or its basename), set NAME\n"

@@ -3,6 +3,7 @@
 //   --control-socket PATH|none   the control socket (default control::default_socket_path())
 //   --no-syscall-exit            leave MSR_LSTAR alone (no stub; hypercall doorbell only)
 //   --intercept N[,N...]         syscall numbers that exit from the start (like gearsctl intercept)
+//   --returns N[,N...]           like --intercept, and each call's return is an event too
 //   --track-processes            Antfarm-style process tracking from syscall exits
 //   --inject-env GLOB:NAME=VALUE | GLOB:NAME+=VALUE
 //                                at an execve whose filename matches GLOB (fnmatch, or the
@@ -29,6 +30,7 @@ struct GearsOptions {
   bool syscall_exit = true;
   bool track_processes = false;
   std::vector<uint32_t> intercept;
+  std::vector<uint32_t> returns;  // selected with their returns
   std::vector<EnvRule> inject_env;
 };
 

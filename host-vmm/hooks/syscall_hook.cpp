@@ -98,6 +98,14 @@ Expected<std::unique_ptr<SyscallHook>> SyscallHook::install(Vm& vm, std::vector<
                                            [self](Vcpu& v, uint32_t, uint64_t value) { return self->on_lstar_write(v, value); }}));
     vm.add_pio_observer({syscall_exit::kDefaultExitPort,
                          [self](Vcpu& v, kvm_run& run) { return self->on_stub_port(v, run); }});
+    if (vm.kvm().check_extension(KVM_CAP_SET_GUEST_DEBUG) > 0) {
+      self->returns_ = std::make_unique<ReturnTrap>(tool);
+      ReturnTrap* rt = self->returns_.get();
+      for (auto& v : vcpus) GEARS_TRY(rt->enable(*v));  // before the vCPUs run: on this thread
+      vm.set_debug_handler([rt](Vcpu& v, kvm_run& run) { return rt->on_debug(v, run, now_ns()); });
+    } else {
+      self->log("KVM lacks KVM_CAP_SET_GUEST_DEBUG: no syscall return events");
+    }
   } else if (self->status_.starts_with("waiting")) {
     self->status_ = "off (--no-syscall-exit)";
   }
@@ -205,9 +213,14 @@ bool SyscallHook::on_stub_port(Vcpu& v, kvm_run& run) {
   }
   stub_exits_.fetch_add(1, std::memory_order_relaxed);
   VcpuRegs regs = vcpu_regs_from_kvm(r, s);
-  tool_.on_stub_exit(static_cast<uint32_t>(v.id()), regs, now_ns());
+  const VcpuRegs at_entry = regs;
+  const uint64_t now = now_ns();
+  tool_.on_stub_exit(static_cast<uint32_t>(v.id()), regs, now);
+  // After the listeners: TF in the saved user RFLAGS makes the return trap (ReturnTrap).
+  const bool trap_return = returns_ && returns_->on_entry(v, at_entry, now);
   kvm_regs after = r;
   apply_vcpu_regs(regs, after);
+  if (trap_return) after.r11 |= ReturnTrap::kRflagsTf;
   after.rip = r.rip;  // the stub must resume where it stopped, whatever a listener did
   if (std::memcmp(&after, &r, sizeof r) != 0) {
     r = after;

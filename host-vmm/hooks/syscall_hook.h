@@ -24,6 +24,7 @@
 #include "core/vcpu.h"
 #include "core/vm.h"
 #include "gears/expected.h"
+#include "hooks/return_trap.h"
 #include "tools/hypercall/dispatcher.h"
 #include "tools/syscall_exit/stub_codegen.h"
 #include "tools/syscall_exit/syscall_exit_tool.h"
@@ -65,6 +66,9 @@ class SyscallHook {
   // control thread; waits at most a few seconds per vCPU.
   Expected<control::Json> set_armed(bool on);
   bool stub_installed() const { return stub_gva_.load() != 0; }
+  // Syscall exit events (hardware breakpoints at the user return address); null when the stub
+  // is off. Its stats are the "syscall_returns" section.
+  ReturnTrap* returns() { return returns_.get(); }
 
  private:
   SyscallHook(Vm& vm, syscall_exit::SyscallExitTool& tool, hypercall::HypercallDispatcher& hc, SyscallHookConfig cfg,
@@ -95,6 +99,7 @@ class SyscallHook {
   std::unique_ptr<std::atomic<uint64_t>[]> guest_lstar_;  // per vCPU: the value the guest wrote
   std::unique_ptr<std::atomic<bool>[]> hooked_;           // per vCPU: LSTAR points at the stub
   size_t nvcpus_;
+  std::unique_ptr<ReturnTrap> returns_;
   std::atomic<uint64_t> stub_exits_{0}, user_hypercalls_{0}, kernel_hypercalls_{0}, refused_sysret_{0},
       foreign_port_exits_{0};
 };

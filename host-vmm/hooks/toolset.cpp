@@ -20,6 +20,10 @@ namespace {
 // them first, so an exec's new address space is seen on the vCPU that called execve.
 constexpr uint32_t kTrackedSyscalls[] = {sys::kClone, sys::kFork,     sys::kVfork,    sys::kExecve, sys::kExit,
                                          sys::kExitGroup, sys::kExecveat, sys::kClone3, 12, 158};
+// Whose returns the tracker reads: fork-likes (the child's pid, the child's own first return),
+// execs (failure), and getpid/getppid where someone else selected them.
+constexpr uint32_t kTrackedReturns[] = {sys::kClone,    sys::kFork,   sys::kVfork,  sys::kExecve,
+                                        sys::kExecveat, sys::kClone3, sys::kGetpid, sys::kGetppid};
 
 bool rule_matches(const std::string& pattern, const std::string& file) {
   if (fnmatch(pattern.c_str(), file.c_str(), 0) == 0) return true;
@@ -48,10 +52,16 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
   GEARS_TRY(hypercalls_.register_commands(registry_));
   GEARS_TRY(register_builtin_hypercalls(hypercalls_));
   for (uint32_t nr : o.intercept) GEARS_TRY(sysexit_.set_user(nr, true));
+  for (uint32_t nr : o.returns) {
+    GEARS_TRY(sysexit_.set_user(nr, true));
+    GEARS_TRY(sysexit_.set_user_returns(nr, true));
+  }
   track_ = o.track_processes;
   rules_ = o.inject_env;
-  if (track_)
+  if (track_) {
     for (uint32_t nr : kTrackedSyscalls) GEARS_TRY(sysexit_.acquire(nr));
+    for (uint32_t nr : kTrackedReturns) GEARS_TRY(sysexit_.acquire_returns(nr));
+  }
   if (!rules_.empty()) {
     GEARS_TRY(sysexit_.acquire(sys::kExecve));
     GEARS_TRY(sysexit_.acquire(sys::kExecveat));
@@ -74,6 +84,27 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
                             }
                             return Json{{"events", std::move(events)}, {"per_vcpu", std::move(per_vcpu)}};
                           }));
+  GEARS_TRY(registry_.add("returns",
+                          "the last syscall returns per vCPU: optional \"nr\":N, \"vcpu\":N (where it returned)",
+                          [this](const Json& req) -> Expected<Json> {
+                            const int64_t nr = req.contains("nr") ? req.at("nr").get<int64_t>() : -1;
+                            const int64_t only = req.contains("vcpu") ? req.at("vcpu").get<int64_t>() : -1;
+                            Json list = Json::array(), per_vcpu = Json::array();
+                            for (size_t v = 0; v < traces_.size(); ++v) {
+                              std::lock_guard lock(traces_[v]->mu);
+                              per_vcpu.push_back(traces_[v]->return_count);
+                              if (only >= 0 && static_cast<size_t>(only) != v) continue;
+                              for (const auto& r : traces_[v]->returns) {
+                                if (nr >= 0 && r.nr != static_cast<uint64_t>(nr)) continue;
+                                list.push_back({{"vcpu", r.vcpu}, {"entry_vcpu", r.entry_vcpu}, {"nr", r.nr},
+                                                {"cr3", r.cr3}, {"args", r.args}, {"ret", r.ret},
+                                                {"child", r.child}, {"user_rip", r.user_rip},
+                                                {"entry_time_ns", r.entry_time_ns}, {"time_ns", r.time_ns}});
+                              }
+                            }
+                            return Json{{"returns", std::move(list)}, {"per_vcpu", std::move(per_vcpu)}};
+                          }));
+  sysexit_.subscribe_returns([this](const syscall_exit::SyscallReturn& r) { on_return(r); });
   GuestMemory& mem = machine.memory();
   sysexit_.subscribe([this, &mem](const syscall_exit::SyscallEvent& ev, VcpuRegs& regs) { on_syscall(mem, ev, regs); });
 
@@ -86,6 +117,9 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
   hook_ = std::move(*hook);
   SyscallHook* h = hook_.get();
   GEARS_TRY(registry_.add_stats("syscall_hook", [h] { return h->stats(); }));
+  GEARS_TRY(registry_.add_stats("syscall_returns", [h] {
+    return h->returns() ? h->returns()->stats() : Json{{"status", "off"}};
+  }));
   GEARS_TRY(registry_.add("syscall-hook", "arm/disarm the syscall stub on every vCPU (LSTAR): \"on\":bool",
                           [h](const Json& req) -> Expected<Json> { return h->set_armed(req.at("on").get<bool>()); }));
   GEARS_TRY(registry_.add_stats("execve", [this] {
@@ -134,6 +168,24 @@ void Toolset::record(const syscall_exit::SyscallEvent& ev) {
   ++t.count;
   t.last.push_back(ev);
   if (t.last.size() > kTraceDepth) t.last.pop_front();
+}
+
+void Toolset::on_return(const syscall_exit::SyscallReturn& r) {
+  if (r.vcpu < traces_.size()) {
+    VcpuTrace& t = *traces_[r.vcpu];
+    std::lock_guard lock(t.mu);
+    ++t.return_count;
+    t.returns.push_back(r);
+    if (t.returns.size() > kTraceDepth) t.returns.pop_front();
+  }
+  if (!track_) return;
+  proctrack::SyscallExit e;
+  e.vcpu = r.vcpu;
+  e.cr3 = r.cr3;
+  e.nr = r.nr;
+  e.ret = r.ret;
+  e.time_ns = r.time_ns;
+  tracker_.with([&](proctrack::ProcessTracker& t) { t.on_syscall_exit(e); });
 }
 
 void Toolset::on_syscall(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs) {

@@ -40,6 +40,7 @@ class Toolset {
   void on_syscall(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs);
   void inject(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs);
   void record(const syscall_exit::SyscallEvent& ev);
+  void on_return(const syscall_exit::SyscallReturn& ret);
 
   // The last kTraceDepth syscall events per vCPU (the "events" command): what the stub saw,
   // arguments included, without a log.
@@ -48,6 +49,8 @@ class Toolset {
     std::mutex mu;
     std::deque<syscall_exit::SyscallEvent> last;
     uint64_t count = 0;
+    std::deque<syscall_exit::SyscallReturn> returns;  // the "returns" command
+    uint64_t return_count = 0;
   };
   std::vector<std::unique_ptr<VcpuTrace>> traces_;
 

@@ -20,7 +20,7 @@ Json to_json(const ProcessInfo& p, bool with_counts) {
 }
 
 Json to_json(const TrackerCounters& c) {
-  return {{"created", c.created}, {"execs", c.execs},     {"exited", c.exited},
+  return {{"created", c.created}, {"execs", c.execs}, {"exec_moved", c.exec_moved},     {"exited", c.exited},
           {"vanished", c.vanished}, {"dropped", c.dropped}, {"events", c.events}};
 }
 

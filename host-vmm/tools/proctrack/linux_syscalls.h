@@ -6,6 +6,7 @@
 
 namespace gears::vmm::proctrack::linux_x86_64 {
 
+inline constexpr uint32_t kBrk = 12;
 inline constexpr uint32_t kGetpid = 39;
 inline constexpr uint32_t kClone = 56;
 inline constexpr uint32_t kFork = 57;
@@ -14,6 +15,7 @@ inline constexpr uint32_t kExecve = 59;
 inline constexpr uint32_t kExit = 60;
 inline constexpr uint32_t kGetppid = 110;
 inline constexpr uint32_t kExitGroup = 231;
+inline constexpr uint32_t kArchPrctl = 158;
 inline constexpr uint32_t kExecveat = 322;
 inline constexpr uint32_t kClone3 = 435;
 

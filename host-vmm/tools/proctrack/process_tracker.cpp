@@ -94,7 +94,16 @@ void ProcessTracker::drop_pending_fork(const PendingFork* f) {
   std::erase_if(pending_forks_, [&](const PendingFork& x) { return &x == f; });
 }
 
-ProcessInfo* ProcessTracker::observe(uint32_t vcpu, uint64_t cr3, uint64_t time_ns) {
+ProcessInfo* ProcessTracker::any_by_id(uint64_t id) {
+  for (auto& [c, p] : live_)
+    if (p.id == id) return &p;
+  for (auto& p : history_)
+    if (p.id == id) return &p;
+  return nullptr;
+}
+
+ProcessInfo* ProcessTracker::observe(uint32_t vcpu, uint64_t cr3, uint64_t time_ns, bool fork_child,
+                                     bool image_start) {
   ++counters_.events;
   const uint64_t r = root(cr3);
   // Forget joins and forks whose window has passed: the evidence is too old to pair.
@@ -110,7 +119,20 @@ ProcessInfo* ProcessTracker::observe(uint32_t vcpu, uint64_t cr3, uint64_t time_
 
   if (ProcessInfo* known = live_by_cr3(r)) return known;
 
-  // A CR3 nobody owns. First: the exec this vCPU was waiting for?
+  // A CR3 nobody owns. First: the exec this vCPU was waiting for? A fork child's own return
+  // (ret 0) is never an exec image.
+  if (fork_child) pe = pending_exec_.end();
+  bool moved = false;
+  if (pe == pending_exec_.end() && image_start) {
+    // The exec may have moved the process to another CPU (sched_exec balances at exec): a call
+    // every fresh image makes first (brk, arch_prctl) joins the oldest live pending exec of
+    // another vCPU. A mere CR3 sighting does not (it may be anyone's).
+    for (auto it = pending_exec_.begin(); it != pending_exec_.end(); ++it) {
+      if (it->first == vcpu || it->second.old_cr3 == r || expired(it->second.time_ns)) continue;
+      if (pe == pending_exec_.end() || it->second.time_ns < pe->second.time_ns) pe = it;
+    }
+    moved = pe != pending_exec_.end();
+  }
   if (pe != pending_exec_.end() && pe->second.old_cr3 != r) {
     PendingExec ex = std::move(pe->second);
     pending_exec_.erase(pe);
@@ -122,6 +144,7 @@ ProcessInfo* ProcessTracker::observe(uint32_t vcpu, uint64_t cr3, uint64_t time_
       child->exe = std::move(ex.filename);
       child->execs = 1;
       ++counters_.execs;
+      if (moved) ++counters_.exec_moved;
       if (PendingFork* f = pending_vfork_of(ex.process_id)) f->child_id = child->id;
       if (ProcessInfo* parent = live_by_cr3(ex.old_cr3)) child->ppid = parent->pid;
       return child;
@@ -136,6 +159,7 @@ ProcessInfo* ProcessTracker::observe(uint32_t vcpu, uint64_t cr3, uint64_t time_
       ++p.execs;
       p.threads = 1;  // exec kills the other threads
       ++counters_.execs;
+      if (moved) ++counters_.exec_moved;
       return &live_.emplace(r, std::move(p)).first->second;
     }
   }
@@ -152,6 +176,10 @@ ProcessInfo* ProcessTracker::observe(uint32_t vcpu, uint64_t cr3, uint64_t time_
         p->exe = parent.exe;  // a fork child runs its parent's program
         p->ppid = parent.pid;
       }
+    if (f.child_pid > 0) {  // the parent's fork already returned the pid
+      p->pid = f.child_pid;
+      drop_pending_fork(&f);
+    }
     break;
   }
   return p;
@@ -160,7 +188,8 @@ ProcessInfo* ProcessTracker::observe(uint32_t vcpu, uint64_t cr3, uint64_t time_
 void ProcessTracker::on_cr3(const Cr3Seen& e) { observe(e.vcpu, e.cr3, e.time_ns); }
 
 void ProcessTracker::on_syscall_entry(const SyscallEntry& e) {
-  ProcessInfo* p = observe(e.vcpu, e.cr3, e.time_ns);
+  const uint32_t first_nr = syscall_nr(e.nr);
+  ProcessInfo* p = observe(e.vcpu, e.cr3, e.time_ns, false, first_nr == sys::kBrk || first_nr == sys::kArchPrctl);
   if (!p) return;
   count(*p, e.nr);
   const uint32_t nr = syscall_nr(e.nr);
@@ -191,9 +220,10 @@ void ProcessTracker::on_syscall_entry(const SyscallEntry& e) {
 }
 
 void ProcessTracker::on_syscall_exit(const SyscallExit& e) {
-  ProcessInfo* p = observe(e.vcpu, e.cr3, e.time_ns);
-  if (!p) return;
   const uint32_t nr = syscall_nr(e.nr);
+  const bool fork_nr = nr == sys::kFork || nr == sys::kVfork || nr == sys::kClone || nr == sys::kClone3;
+  ProcessInfo* p = observe(e.vcpu, e.cr3, e.time_ns, fork_nr && e.ret == 0);
+  if (!p) return;
   LastEntry last{};
   if (auto it = last_entry_.find(e.vcpu); it != last_entry_.end() && it->second.nr == nr) last = it->second;
   const bool entry_known = last.process_id == p->id;
@@ -223,11 +253,17 @@ void ProcessTracker::on_syscall_exit(const SyscallExit& e) {
         // this process is taken; a known thread clone is not a fork.
         if (entry_known && !is_fork_like(nr, last.flags)) break;
         if (PendingFork* f = pending_fork_of(p->id, e.vcpu, false)) {
-          for (auto& [c, child] : live_)
-            if (child.id == f->child_id) {
-              child.pid = e.ret;
-              child.ppid = p->pid;
-            }
+          if (f->child_id == 0) {
+            // The child has not shown itself yet (it usually runs after its parent returns):
+            // keep the pid for it, with a fresh window.
+            f->child_pid = e.ret;
+            f->time_ns = e.time_ns;
+            break;
+          }
+          if (ProcessInfo* child = any_by_id(f->child_id)) {
+            child->pid = e.ret;
+            child->ppid = p->pid;
+          }
           drop_pending_fork(f);
         }
       } else if (e.ret == 0) {

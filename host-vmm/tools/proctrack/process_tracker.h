@@ -78,6 +78,7 @@ struct ProcessInfo {
 struct TrackerCounters {
   uint64_t created = 0;
   uint64_t execs = 0;          // successful execs joined to their process
+  uint64_t exec_moved = 0;     // of those, joined across vCPUs (the exec'd image ran elsewhere)
   uint64_t exited = 0;
   uint64_t vanished = 0;       // exits inferred from CR3 reuse
   uint64_t events = 0;
@@ -132,19 +133,24 @@ class ProcessTracker {
     bool vfork = false;
     uint64_t child_id = 0;  // set when the child's CR3 is first seen
     uint64_t time_ns = 0;
+    int64_t child_pid = -1;  // the parent's return came first: the pid waits for the child
   };
 
   static uint64_t root(uint64_t cr3);
   ProcessInfo* live_by_cr3(uint64_t cr3);
   // Sees `cr3` on `vcpu`: creates or joins as needed; returns the live owner (or nullptr when
   // the table is full).
-  ProcessInfo* observe(uint32_t vcpu, uint64_t cr3, uint64_t time_ns);
+  // `fork_child`: the event is a fork-like call's return 0 (the child itself), never an exec.
+  // `image_start`: a call a fresh image makes first (brk, arch_prctl): may join another vCPU's exec.
+  ProcessInfo* observe(uint32_t vcpu, uint64_t cr3, uint64_t time_ns, bool fork_child = false,
+                       bool image_start = false);
   ProcessInfo* create(uint64_t cr3, uint64_t time_ns);
   void end(ProcessInfo& p, ProcessState how, uint64_t time_ns);
   void count(ProcessInfo& p, uint64_t nr);
   PendingFork* pending_fork_of(uint64_t parent_id, uint32_t vcpu, bool only_unborn);
   PendingFork* pending_vfork_of(uint64_t parent_id);  // a vfork whose child has not exec'd
   void drop_pending_fork(const PendingFork* f);
+  ProcessInfo* any_by_id(uint64_t id);  // live or ended
 
   TrackerConfig cfg_;
   TrackerCounters counters_;

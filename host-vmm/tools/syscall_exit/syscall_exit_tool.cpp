@@ -13,8 +13,56 @@ SyscallExitTool::SyscallExitTool(uint32_t count)
       bits_(own_bits_),
       user_(count, false),
       refs_(count, 0),
-      exits_(new std::atomic<uint64_t>[count]) {
-  for (uint32_t i = 0; i < count; ++i) exits_[i].store(0, std::memory_order_relaxed);
+      exits_(new std::atomic<uint64_t>[count]),
+      ret_user_(count, false),
+      ret_refs_(count, 0),
+      ret_on_(new std::atomic<bool>[count]),
+      ret_exits_(new std::atomic<uint64_t>[count]) {
+  for (uint32_t i = 0; i < count; ++i) {
+    exits_[i].store(0, std::memory_order_relaxed);
+    ret_on_[i].store(false, std::memory_order_relaxed);
+    ret_exits_[i].store(0, std::memory_order_relaxed);
+  }
+}
+
+void SyscallExitTool::update_returns(uint32_t nr) {
+  ret_on_[nr].store(ret_user_[nr] || ret_refs_[nr] > 0, std::memory_order_relaxed);
+}
+
+Expected<void> SyscallExitTool::set_user_returns(uint32_t nr, bool on) {
+  if (nr >= count_) return fail("syscall number " + std::to_string(nr) + " is outside the stub's table");
+  std::lock_guard lock(mu_);
+  ret_user_[nr] = on;
+  update_returns(nr);
+  return {};
+}
+
+Expected<void> SyscallExitTool::acquire_returns(uint32_t nr) {
+  if (nr >= count_) return fail("syscall number " + std::to_string(nr) + " is outside the stub's table");
+  std::lock_guard lock(mu_);
+  if (ret_refs_[nr] == UINT16_MAX) return fail("too many holders of syscall " + std::to_string(nr) + "'s return");
+  ++ret_refs_[nr];
+  update_returns(nr);
+  return {};
+}
+
+void SyscallExitTool::release_returns(uint32_t nr) {
+  if (nr >= count_) return;
+  std::lock_guard lock(mu_);
+  if (ret_refs_[nr] > 0) --ret_refs_[nr];
+  update_returns(nr);
+}
+
+void SyscallExitTool::subscribe_returns(ReturnListener listener) { ret_listeners_.push_back(std::move(listener)); }
+
+void SyscallExitTool::on_return(const SyscallReturn& ret) {
+  ret_total_.fetch_add(1, std::memory_order_relaxed);
+  if (ret.nr < count_) ret_exits_[ret.nr].fetch_add(1, std::memory_order_relaxed);
+  for (const auto& l : ret_listeners_) l(ret);
+}
+
+uint64_t SyscallExitTool::return_exits(uint32_t nr) const {
+  return nr < count_ ? ret_exits_[nr].load(std::memory_order_relaxed) : 0;
 }
 
 Expected<void> SyscallExitTool::attach(std::span<uint8_t> guest_bitmap) {
@@ -105,22 +153,31 @@ Expected<void> SyscallExitTool::register_commands(control::CommandRegistry& regi
                            for (uint32_t nr = 0; nr < count_; ++nr) {
                              uint64_t n = exits_[nr].load(std::memory_order_relaxed);
                              bool on = bm.test(nr);
-                             if (!on && n == 0) continue;
+                             const bool ret = ret_on_[nr].load(std::memory_order_relaxed);
+                             if (!on && n == 0 && !ret) continue;
                              list.push_back({{"nr", nr}, {"intercept", on}, {"user", static_cast<bool>(user_[nr])},
-                                             {"tools", refs_[nr]}, {"exits", n}});
+                                             {"tools", refs_[nr]}, {"exits", n}, {"returns", ret},
+                                             {"return_exits", ret_exits_[nr].load(std::memory_order_relaxed)}});
                            }
                            return Json{{"installed", attached_},
                                        {"count", count_},
                                        {"exits_total", total_.load()},
                                        {"exits_other", other_.load()},
+                                       {"returns_total", ret_total_.load()},
                                        {"syscalls", std::move(list)}};
                          }));
-  GEARS_TRY(registry.add("intercept", "start/stop exiting on a syscall: \"nr\":N|\"all\", \"on\":bool",
+  GEARS_TRY(registry.add("intercept",
+                         "start/stop exiting on a syscall: \"nr\":N|\"all\", \"on\":bool[, \"returns\":bool: its return too]",
                          [this](const Json& req) -> Expected<Json> {
                            const bool on = req.at("on").get<bool>();
                            const Json& nr = req.at("nr");
+                           // "returns" follows "on" unless given: `intercept N off` also stops returns.
+                           const bool returns = req.contains("returns") ? req.at("returns").get<bool>() && on : false;
+                           const bool set_returns = req.contains("returns") || !on;
                            if (nr.is_string() && nr.get<std::string>() == "all") {
                              set_user_all(on);
+                             if (set_returns)
+                               for (uint32_t i = 0; i < count_; ++i) (void)set_user_returns(i, returns);
                              return Json{{"nr", "all"}, {"on", on}};
                            }
                            if (!nr.is_number_integer() || nr.get<int64_t>() < 0)
@@ -130,7 +187,12 @@ Expected<void> SyscallExitTool::register_commands(control::CommandRegistry& regi
                              return fail("syscall number " + std::to_string(n) + " is outside the stub's table (0.." +
                                          std::to_string(count_ - 1) + ")");
                            if (auto r = set_user(static_cast<uint32_t>(n), on); !r) return fail(r.error());
-                           return Json{{"nr", n}, {"on", on}, {"intercept", selected(static_cast<uint32_t>(n))}};
+                           if (set_returns)
+                             if (auto r = set_user_returns(static_cast<uint32_t>(n), returns); !r) return fail(r.error());
+                           Json out{{"nr", n}, {"on", on}, {"intercept", selected(static_cast<uint32_t>(n))}};
+                           if (req.contains("returns") || wants_return(static_cast<uint32_t>(n)))
+                             out["returns"] = wants_return(static_cast<uint32_t>(n));
+                           return out;
                          }));
   GEARS_TRY(registry.add_stats("syscall_exit", [this] {
     uint64_t sel = 0;
@@ -138,7 +200,8 @@ Expected<void> SyscallExitTool::register_commands(control::CommandRegistry& regi
       std::lock_guard lock(mu_);
       sel = SyscallBitmap(bits_, count_).selected().size();
     }
-    return Json{{"exits_total", total_.load()}, {"exits_other", other_.load()}, {"selected", sel}};
+    return Json{{"exits_total", total_.load()}, {"exits_other", other_.load()}, {"selected", sel},
+                {"returns_total", ret_total_.load()}};
   }));
   return {};
 }

@@ -7,7 +7,9 @@
 //   {"cmd":"syscalls"}                       -> {"installed":bool,"count":N,"exits_total":N,
 //                                                "syscalls":[{nr,intercept,user,tools,exits}]}
 //                                                (numbers intercepted or with exits > 0)
-//   {"cmd":"intercept","nr":N|"all","on":bool} -> {"nr":..,"on":..}
+//   {"cmd":"intercept","nr":N|"all","on":bool[,"returns":bool]} -> {"nr":..,"on":..}
+//                                                ("returns": also deliver the call's return,
+//                                                 SyscallReturn; the KVM glue catches it)
 //   stats section "syscall_exit": {"exits_total","hypercalls","selected"}
 #pragma once
 
@@ -37,6 +39,21 @@ struct SyscallEvent {
   uint64_t time_ns = 0;
 };
 
+// The return of a syscall whose return was wanted (see ReturnTable): the entry's number and
+// arguments with the value RAX held when the thread came back to user mode.
+struct SyscallReturn {
+  uint32_t vcpu = 0;        // where the return was seen
+  uint32_t entry_vcpu = 0;  // where the entry was seen (a blocked thread may move)
+  uint64_t cr3 = 0;         // the returning address space (a fork child's own)
+  uint32_t nr = 0;
+  std::array<uint64_t, 6> args{};
+  int64_t ret = 0;
+  uint64_t user_rip = 0;
+  uint64_t entry_time_ns = 0;
+  uint64_t time_ns = 0;
+  bool child = false;  // a fork/vfork child's first return (ret 0), not the caller's
+};
+
 class SyscallExitTool {
  public:
   explicit SyscallExitTool(uint32_t count = 512);
@@ -63,6 +80,19 @@ class SyscallExitTool {
   // The vCPU loop calls this for a KVM_EXIT_IO on the stub's port with synced registers.
   void on_stub_exit(uint32_t vcpu, VcpuRegs& regs, uint64_t time_ns);
 
+  // Returns: a number's return is delivered when the user asked (`intercept ... returns`) or a
+  // tool holds it (counted). Only selected numbers exit at entry, so only they can return.
+  Expected<void> set_user_returns(uint32_t nr, bool on);
+  Expected<void> acquire_returns(uint32_t nr);
+  void release_returns(uint32_t nr);
+  bool wants_return(uint32_t nr) const {  // lock-free: the stub exit path asks it
+    return nr < count_ && ret_on_[nr].load(std::memory_order_relaxed);
+  }
+  using ReturnListener = std::function<void(const SyscallReturn&)>;
+  void subscribe_returns(ReturnListener listener);  // before the guest runs
+  void on_return(const SyscallReturn& ret);         // from the KVM glue, on the vCPU thread
+  uint64_t return_exits(uint32_t nr) const;
+
   uint64_t exits(uint32_t nr) const;
   uint64_t exits_total() const { return total_.load(std::memory_order_relaxed); }
 
@@ -82,6 +112,13 @@ class SyscallExitTool {
   std::atomic<uint64_t> total_{0};
   std::atomic<uint64_t> other_{0};  // exits for numbers outside the table (hypercall, x32)
   std::vector<Listener> listeners_;  // registered before the guest runs
+  void update_returns(uint32_t nr);  // under mu_
+  std::vector<bool> ret_user_;
+  std::vector<uint16_t> ret_refs_;
+  std::unique_ptr<std::atomic<bool>[]> ret_on_;
+  std::unique_ptr<std::atomic<uint64_t>[]> ret_exits_;
+  std::atomic<uint64_t> ret_total_{0};
+  std::vector<ReturnListener> ret_listeners_;
 };
 
 }  // namespace gears::vmm::syscall_exit

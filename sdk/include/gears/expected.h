@@ -94,10 +94,15 @@ class [[nodiscard]] Expected<void, E> {
 
 // Propagate an error from an expression returning Expected<...>:
 //   GEARS_TRY(mem.write(gpa, data));
-#define GEARS_TRY(expr)                                     \
-  do {                                                      \
-    if (auto gears_try_r_ = (expr); !gears_try_r_)          \
-      return ::gears::Unexpected<::gears::Error>{gears_try_r_.error()}; \
+// The temporary's name is unique per use (__COUNTER__), so GEARS_TRY nests (a lambda inside a
+// GEARS_TRY argument may use GEARS_TRY) without -Wshadow.
+#define GEARS_TRY_CONCAT_(a, b) a##b
+#define GEARS_TRY_NAME_(n) GEARS_TRY_CONCAT_(gears_try_r_, n)
+#define GEARS_TRY(expr) GEARS_TRY_IMPL_(expr, GEARS_TRY_NAME_(__COUNTER__))
+#define GEARS_TRY_IMPL_(expr, name)                                   \
+  do {                                                                \
+    if (auto name = (expr); !name)                                    \
+      return ::gears::Unexpected<::gears::Error>{name.error()};       \
   } while (0)
 
 }  // namespace gears

@@ -88,6 +88,49 @@ TEST(ProcTrack, ForkExecExit) {
   ASSERT_TRUE(s.t.by_id(child_id));
 }
 
+TEST(ProcTrack, ForkReturnsBeforeTheChildRuns) {
+  // The usual order on Linux: the parent's fork returns the pid, the child runs later (its own
+  // first return, ret 0, in its new CR3); the pid waits for it, and survives the child's exec.
+  Script s;
+  s.enter(0, kShell, sys::kGetpid);
+  s.leave(0, kShell, sys::kGetpid, 100);
+  s.enter(0, kShell, sys::kClone, kCloneFork);
+  s.leave(0, kShell, sys::kClone, 123);
+  s.leave(1, kChild, sys::kClone, 0);  // the child's return from ret_from_fork, on the other vCPU
+  auto c = s.at(kChild);
+  EXPECT_EQ(c.pid, 123);
+  EXPECT_EQ(c.ppid, 100);
+  s.enter(1, kChild, sys::kExecve, 0, "/bin/true");
+  s.see(1, kOther);
+  EXPECT_EQ(s.at(kOther).pid, 123);
+  EXPECT_EQ(s.at(kOther).exe, "/bin/true");
+  // A second fork whose child is never seen: the pid is not given to an unrelated process.
+  s.enter(0, kShell, sys::kClone, kCloneFork);
+  s.leave(0, kShell, sys::kClone, 124);
+  s.wait(2'000'000'000);
+  s.see(0, 0x9000);
+  EXPECT_EQ(s.at(0x9000).pid, -1);
+}
+
+TEST(ProcTrack, ExecMovedToAnotherVcpuStillJoins) {
+  // sched_exec may run the new image on another CPU: its first syscall there is the exec's.
+  Script s;
+  s.enter(0, kShell, sys::kClone, kCloneFork);
+  s.leave(0, kShell, sys::kClone, 200);
+  s.leave(0, kChild, sys::kClone, 0);  // the child's own return
+  s.enter(0, kChild, sys::kExecve, 0, "/bin/x");
+  s.enter(1, kOther, 12);  // brk of the new image, on vCPU 1
+  EXPECT_EQ(s.at(kOther).pid, 200);
+  EXPECT_EQ(s.at(kOther).exe, "/bin/x");
+  EXPECT_EQ(s.t.counters().exec_moved, 1u);
+  // A fork child's own return on a vCPU with a pending exec is not that exec.
+  s.enter(1, kOther, sys::kClone, kCloneFork);
+  s.enter(0, kOther, sys::kExecve, 0, "/bin/y");
+  s.leave(1, 0x7000, sys::kClone, 0);
+  EXPECT_EQ(s.at(0x7000).exe, "/bin/x");  // the fork child runs its parent's program
+  EXPECT_EQ(s.at(kOther).exe, "/bin/x");
+}
+
 TEST(ProcTrack, FailedExecDoesNotJoin) {
   Script s;
   s.enter(0, kShell, sys::kExecve, 0, "/nonexistent");
