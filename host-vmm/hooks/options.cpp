@@ -43,6 +43,8 @@ Expected<GearsOptions> take_gears_options(std::vector<std::string>& args) {
       o.control_socket = *v;
     } else if (a == "--no-syscall-exit") {
       o.syscall_exit = false;
+    } else if (a == "--syscall-returns") {
+      o.syscall_returns = true;
     } else if (a == "--track-processes") {
       o.track_processes = true;
     } else if (a == "--intercept" || a == "--returns") {
@@ -57,6 +59,7 @@ Expected<GearsOptions> take_gears_options(std::vector<std::string>& args) {
         if (item.empty() || *end != '\0' || errno != 0 || n < 0 || n > 100000)
           return fail(a + ": bad syscall number '" + item + "'");
         (a == "--returns" ? o.returns : o.intercept).push_back(static_cast<uint32_t>(n));
+        if (a == "--returns") o.syscall_returns = true;
       }
     } else if (a == "--inject-env") {
       auto v = value();
@@ -80,6 +83,7 @@ const char* gears_usage() {
          "  --no-syscall-exit       do not hook the guest's SYSCALL entry (MSR_LSTAR)\n"
          "  --intercept N[,N...]    syscall numbers that exit to gears-vmm from the start\n"
          "  --returns N[,N...]      as --intercept, and their returns (value in RAX) are events too\n"
+         "  --syscall-returns       syscall exit events (implied by --returns; pids for --track-processes)\n"
          "  --track-processes       track guest processes from fork/exec/exit syscalls\n"
          "  --inject-env GLOB:NAME=VALUE, GLOB:NAME+=VALUE\n"
          "                          at an execve of a file matching GLOB (or its basename), set NAME\n"

@@ -4,6 +4,8 @@
 //   --no-syscall-exit            leave MSR_LSTAR alone (no stub; hypercall doorbell only)
 //   --intercept N[,N...]         syscall numbers that exit from the start (like gearsctl intercept)
 //   --returns N[,N...]           like --intercept, and each call's return is an event too
+//                                (implies --syscall-returns)
+//   --syscall-returns            syscall exit events (TF in the saved user flags; opt-in)
 //   --track-processes            Antfarm-style process tracking from syscall exits
 //   --inject-env GLOB:NAME=VALUE | GLOB:NAME+=VALUE
 //                                at an execve whose filename matches GLOB (fnmatch, or the
@@ -31,6 +33,7 @@ struct GearsOptions {
   bool track_processes = false;
   std::vector<uint32_t> intercept;
   std::vector<uint32_t> returns;  // selected with their returns
+  bool syscall_returns = false;   // ReturnTrap on (opt-in, doc/toolset.md "Syscall exit events")
   std::vector<EnvRule> inject_env;
 };
 

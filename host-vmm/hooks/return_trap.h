@@ -7,8 +7,9 @@
 // KVM_GUESTDBG_USE_HW_BP and no breakpoint makes it forward every #DB); ReturnTable says whose
 // return it is; the VMM clears TF and resumes. RAX is read after that one instruction: glibc's
 // wrappers compare or move RAX first, so it is the return value (see the limits in the doc).
-// A #DB that is not a single step is re-injected (KVM_GUESTDBG_INJECT_DB). While this is on,
-// the guest's own hardware breakpoints and single-stepping do not work (KVM loads no guest DR7).
+// Any other #DB (KVM's own NMI-window single steps on SVM reach us too) is dropped, never
+// re-injected. While this is on, the guest's own hardware breakpoints and single-stepping do
+// not work (KVM loads no guest DR7; a user single step matching no entry is cleared).
 // Runs on the vCPU threads; one mutex around the table.
 #pragma once
 
@@ -49,7 +50,7 @@ class ReturnTrap {
   mutable std::mutex mu_;
   syscall_exit::ReturnTable table_;
   std::atomic<bool> on_{true};
-  std::atomic<uint64_t> debug_exits_{0}, reinjected_{0}, user_tf_{0}, enabled_vcpus_{0};
+  std::atomic<uint64_t> debug_exits_{0}, swallowed_{0}, user_tf_{0}, enabled_vcpus_{0};
 };
 
 }  // namespace gears::vmm::hooks

@@ -98,7 +98,9 @@ Expected<std::unique_ptr<SyscallHook>> SyscallHook::install(Vm& vm, std::vector<
                                            [self](Vcpu& v, uint32_t, uint64_t value) { return self->on_lstar_write(v, value); }}));
     vm.add_pio_observer({syscall_exit::kDefaultExitPort,
                          [self](Vcpu& v, kvm_run& run) { return self->on_stub_port(v, run); }});
-    if (vm.kvm().check_extension(KVM_CAP_SET_GUEST_DEBUG) > 0) {
+    if (!self->cfg_.returns) {
+      // off unless asked (--syscall-returns / --returns)
+    } else if (vm.kvm().check_extension(KVM_CAP_SET_GUEST_DEBUG) > 0) {
       self->returns_ = std::make_unique<ReturnTrap>(tool);
       ReturnTrap* rt = self->returns_.get();
       for (auto& v : vcpus) GEARS_TRY(rt->enable(*v));  // before the vCPUs run: on this thread

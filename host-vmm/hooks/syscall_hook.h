@@ -35,6 +35,7 @@ inline constexpr uint32_t kMsrLstar = 0xC0000082;
 
 struct SyscallHookConfig {
   bool syscall_exit = true;  // false: hypercall doorbell only, LSTAR untouched
+  bool returns = false;      // syscall exit events (ReturnTrap)
   // Low reserved memory (e820 reserved [0x9fc00, 1 MiB), always in the kernel's direct map):
   // the stub's page table and the stub page itself.
   uint64_t stub_pt_gpa = 0xf0000;

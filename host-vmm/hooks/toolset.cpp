@@ -110,6 +110,7 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
 
   SyscallHookConfig hc;
   hc.syscall_exit = o.syscall_exit;
+  hc.returns = o.syscall_returns;
   hc.guest_cmdline = guest_cmdline;
   hc.cpu_is_amd = cpu_is_amd;
   auto hook = SyscallHook::install(machine.vm(), machine.vcpus(), sysexit_, hypercalls_, hc);
@@ -185,6 +186,7 @@ void Toolset::on_return(const syscall_exit::SyscallReturn& r) {
   e.nr = r.nr;
   e.ret = r.ret;
   e.time_ns = r.time_ns;
+  e.entry_time_ns = r.entry_time_ns;  // the same clock value the entry event carried
   tracker_.with([&](proctrack::ProcessTracker& t) { t.on_syscall_exit(e); });
 }
 

@@ -103,7 +103,7 @@ ProcessInfo* ProcessTracker::any_by_id(uint64_t id) {
 }
 
 ProcessInfo* ProcessTracker::observe(uint32_t vcpu, uint64_t cr3, uint64_t time_ns, bool fork_child,
-                                     bool image_start) {
+                                     bool image_start, uint64_t fork_entry_ns) {
   ++counters_.events;
   const uint64_t r = root(cr3);
   // Forget joins and forks whose window has passed: the evidence is too old to pair.
@@ -166,9 +166,15 @@ ProcessInfo* ProcessTracker::observe(uint32_t vcpu, uint64_t cr3, uint64_t time_
 
   ProcessInfo* p = create(r, time_ns);
   if (!p) return nullptr;
-  // The child of the oldest fork still waiting for one (any vCPU: the child may run anywhere).
+  // The child of its own fork when its return says which (the VMM ties it to the entry), else
+  // of the oldest fork still waiting for one (any vCPU: the child may run anywhere).
+  const bool exact = fork_entry_ns != 0 &&
+                     std::any_of(pending_forks_.begin(), pending_forks_.end(), [&](const PendingFork& f) {
+                       return !f.vfork && f.child_id == 0 && f.entry_ns == fork_entry_ns;
+                     });
   for (auto& f : pending_forks_) {
     if (f.vfork || f.child_id != 0) continue;
+    if (exact && f.entry_ns != fork_entry_ns) continue;
     f.child_id = p->id;
     p->parent_id = f.parent_id;
     for (const auto& [c, parent] : live_)
@@ -202,7 +208,13 @@ void ProcessTracker::on_syscall_entry(const SyscallEntry& e) {
     pending_exec_[e.vcpu] = {p->id, p->cr3, e.exec_filename, e.time_ns, vfork_child};
   } else if (is_fork_like(nr, flags)) {
     if (pending_forks_.size() >= kMaxPendingForks) pending_forks_.pop_front();
-    pending_forks_.push_back({p->id, e.vcpu, is_vfork_like(nr, flags), 0, e.time_ns});
+    PendingFork f;
+    f.parent_id = p->id;
+    f.vcpu = e.vcpu;
+    f.vfork = is_vfork_like(nr, flags);
+    f.time_ns = e.time_ns;
+    f.entry_ns = e.time_ns;
+    pending_forks_.push_back(f);
   } else if ((nr == sys::kClone || nr == sys::kClone3) && (flags & sys::kCloneThread)) {
     ++p->threads;
   } else if (nr == sys::kExitGroup || nr == sys::kExit) {
@@ -222,7 +234,8 @@ void ProcessTracker::on_syscall_entry(const SyscallEntry& e) {
 void ProcessTracker::on_syscall_exit(const SyscallExit& e) {
   const uint32_t nr = syscall_nr(e.nr);
   const bool fork_nr = nr == sys::kFork || nr == sys::kVfork || nr == sys::kClone || nr == sys::kClone3;
-  ProcessInfo* p = observe(e.vcpu, e.cr3, e.time_ns, fork_nr && e.ret == 0);
+  ProcessInfo* p = observe(e.vcpu, e.cr3, e.time_ns, fork_nr && e.ret == 0, false,
+                           fork_nr && e.ret == 0 ? e.entry_time_ns : 0);
   if (!p) return;
   LastEntry last{};
   if (auto it = last_entry_.find(e.vcpu); it != last_entry_.end() && it->second.nr == nr) last = it->second;
@@ -252,7 +265,12 @@ void ProcessTracker::on_syscall_exit(const SyscallExit& e) {
         // been overwritten (a vfork child's execve ran in between): then any pending fork of
         // this process is taken; a known thread clone is not a fork.
         if (entry_known && !is_fork_like(nr, last.flags)) break;
-        if (PendingFork* f = pending_fork_of(p->id, e.vcpu, false)) {
+        PendingFork* f = nullptr;
+        if (e.entry_time_ns != 0)
+          for (auto& x : pending_forks_)
+            if (x.parent_id == p->id && x.entry_ns == e.entry_time_ns) f = &x;
+        if (!f) f = pending_fork_of(p->id, e.vcpu, false);
+        if (f) {
           if (f->child_id == 0) {
             // The child has not shown itself yet (it usually runs after its parent returns):
             // keep the pid for it, with a fresh window.

@@ -44,6 +44,9 @@ struct SyscallExit {
   uint64_t nr = 0;
   int64_t ret = 0;
   uint64_t time_ns = 0;
+  // The time_ns of this call's SyscallEntry where the VMM knows it (0: unknown): ties a fork's
+  // parent and child returns to that exact fork.
+  uint64_t entry_time_ns = 0;
 };
 
 struct Cr3Seen {
@@ -134,6 +137,7 @@ class ProcessTracker {
     uint64_t child_id = 0;  // set when the child's CR3 is first seen
     uint64_t time_ns = 0;
     int64_t child_pid = -1;  // the parent's return came first: the pid waits for the child
+    uint64_t entry_ns = 0;   // the fork's entry time: its identity for exact returns
   };
 
   static uint64_t root(uint64_t cr3);
@@ -142,8 +146,9 @@ class ProcessTracker {
   // the table is full).
   // `fork_child`: the event is a fork-like call's return 0 (the child itself), never an exec.
   // `image_start`: a call a fresh image makes first (brk, arch_prctl): may join another vCPU's exec.
+  // `fork_entry_ns`: for a fork child's return, the entry time of its fork (0: unknown).
   ProcessInfo* observe(uint32_t vcpu, uint64_t cr3, uint64_t time_ns, bool fork_child = false,
-                       bool image_start = false);
+                       bool image_start = false, uint64_t fork_entry_ns = 0);
   ProcessInfo* create(uint64_t cr3, uint64_t time_ns);
   void end(ProcessInfo& p, ProcessState how, uint64_t time_ns);
   void count(ProcessInfo& p, uint64_t nr);

@@ -131,6 +131,22 @@ TEST(ProcTrack, ExecMovedToAnotherVcpuStillJoins) {
   EXPECT_EQ(s.at(kOther).exe, "/bin/x");
 }
 
+TEST(ProcTrack, TwoForksTiedToTheirChildrenByEntryTime) {
+  // `a & b`: two forks in a row; the second child shows up first and the returns come in any
+  // order. With the entry time in the return events each child gets its own pid.
+  Script s;
+  s.enter(0, kShell, sys::kClone, kCloneFork);
+  const uint64_t fork1 = s.now;
+  s.enter(0, kShell, sys::kClone, kCloneFork);
+  const uint64_t fork2 = s.now;
+  s.t.on_syscall_exit({1, kOther, sys::kClone, 0, s.now += 1000, fork2});  // child 2 first
+  s.t.on_syscall_exit({0, kShell, sys::kClone, 301, s.now += 1000, fork1});
+  s.t.on_syscall_exit({0, kShell, sys::kClone, 302, s.now += 1000, fork2});
+  s.t.on_syscall_exit({1, kChild, sys::kClone, 0, s.now += 1000, fork1});
+  EXPECT_EQ(s.at(kOther).pid, 302);
+  EXPECT_EQ(s.at(kChild).pid, 301);
+}
+
 TEST(ProcTrack, FailedExecDoesNotJoin) {
   Script s;
   s.enter(0, kShell, sys::kExecve, 0, "/nonexistent");
