@@ -2,8 +2,6 @@
 // signals lives in gears_vmm_core (builder.cpp composes the machine).
 #include <signal.h>
 
-#include <cpuid.h>
-
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -14,6 +12,7 @@
 #include "config/vm_config.h"
 #include "hooks/options.h"
 #include "hooks/toolset.h"
+#include "x86/cpuid.h"
 
 namespace {
 
@@ -84,16 +83,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "gears-vmm: %s\n", machine.error().what().c_str());
     return 1;
   }
-  // The guest sees the host's CPU vendor; it decides whether the guest kernel enables PTI.
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  char vendor[13] = {};
-  if (__get_cpuid(0, &a, &b, &c, &d)) {
-    std::memcpy(vendor, &b, 4);
-    std::memcpy(vendor + 4, &d, 4);
-    std::memcpy(vendor + 8, &c, 4);
-  }
-  const bool amd = std::strcmp(vendor, "AuthenticAMD") == 0 || std::strcmp(vendor, "HygonGenuine") == 0;
-  auto tools = hooks::Toolset::attach(**machine, *gears, config::kernel_cmdline(*cfg), amd);
+  auto tools = hooks::Toolset::attach(**machine, *gears, config::kernel_cmdline(*cfg), x86::host_cpu_is_amd());
   if (!tools) {
     std::fprintf(stderr, "gears-vmm: %s\n", tools.error().what().c_str());
     return 1;

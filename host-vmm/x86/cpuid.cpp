@@ -1,5 +1,7 @@
 #include "x86/cpuid.h"
 
+#include <cpuid.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -79,6 +81,16 @@ std::vector<kvm_cpuid_entry2> cpuid_for_vcpu(const std::vector<kvm_cpuid_entry2>
     out.push_back(sig);
   }
   return out;
+}
+
+bool host_cpu_is_amd() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  char vendor[13] = {};
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+  std::memcpy(vendor, &b, 4);
+  std::memcpy(vendor + 4, &d, 4);
+  std::memcpy(vendor + 8, &c, 4);
+  return std::strcmp(vendor, "AuthenticAMD") == 0 || std::strcmp(vendor, "HygonGenuine") == 0;
 }
 
 }  // namespace gears::vmm::x86
