@@ -140,4 +140,17 @@ std::string header_comment(const Service& svc, const std::string& half, const st
          "point back at the service source.\n";
 }
 
+std::string service_source(clang::ASTContext& ctx, const Service& svc) {
+  const std::string loc = location(ctx, svc.loc);
+  return loc.substr(0, loc.find(':'));
+}
+
+void hosted_preamble(clang::ASTContext& ctx, Writer& w, const Service& svc, const std::string& half,
+                     const std::string& own_includes) {
+  w << header_comment(svc, half, service_source(ctx, svc));
+  w << own_includes;
+  for (const std::string& inc : svc.includes) w << inc + "\n";
+  copy_usings(ctx, w);
+}
+
 }  // namespace gears::compiler

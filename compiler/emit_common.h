@@ -45,5 +45,11 @@ std::string c_string(const std::string& s);  // a C string literal
 std::string hex(std::uint32_t v);
 std::string module_name(const Service& svc);  // C identifier derived from the service name
 std::string header_comment(const Service& svc, const std::string& half, const std::string& source);
+// The service's source file name ("file.cpp"), for generated-file comments.
+std::string service_source(clang::ASTContext& ctx, const Service& svc);
+// The top of a hosted (user or VMM) half: the generated-file comment, the half's own
+// includes, then the service's includes and using-declarations, so copied code compiles as is.
+void hosted_preamble(clang::ASTContext& ctx, Writer& w, const Service& svc, const std::string& half,
+                     const std::string& own_includes);
 
 }  // namespace gears::compiler

@@ -113,7 +113,7 @@ bool emit_kernel(clang::ASTContext& ctx, Diags& diags, const Service& svc, const
     diags.error(clang::SourceLocation(), "cannot create '%0': %1") << dir << ec.message();
     return false;
   }
-  const std::string source = location(ctx, svc.loc).substr(0, location(ctx, svc.loc).find(':'));
+  const std::string source = service_source(ctx, svc);
   Writer half(dir + "/" + mod + "_half.cpp"), glue(dir + "/" + mod + "_glue.c"), kbuild(dir + "/Kbuild");
   emit_half(ctx, half, svc, source);
   emit_glue(glue, svc, mod);

@@ -11,11 +11,8 @@ namespace gears::compiler {
 bool emit_user(clang::ASTContext& ctx, Diags& diags, const Service& svc, const Options& opts) {
   const std::string mod = module_name(svc);
   Writer w(opts.out_dir + "/" + mod + ".user.cpp");
-  const std::string source = location(ctx, svc.loc).substr(0, location(ctx, svc.loc).find(':'));
-  w << header_comment(svc, "guest-user", source);
-  w << "#include <gears/user.h>\n\n#include <cstdint>\n";
-  for (const std::string& inc : svc.includes) w << inc + "\n";
-  copy_usings(ctx, w);
+  hosted_preamble(ctx, w, svc, "guest-user",
+                  "#include <gears/user.h>\n\n#include <cstdint>\n");
   for (const clang::Decl* d : ordered(ctx, svc, Half::user)) {
     const auto* fd = llvm::dyn_cast<clang::FunctionDecl>(d);
     const ServiceFunction* sf = fd ? svc.find(fd) : nullptr;

@@ -55,11 +55,8 @@ void emit_dispatcher(clang::ASTContext& ctx, Writer& w, const Hypercall& hc) {
 bool emit_vmm(clang::ASTContext& ctx, Diags& diags, const Service& svc, const Options& opts) {
   const std::string mod = module_name(svc);
   Writer w(opts.out_dir + "/" + mod + ".vmm.cpp");
-  const std::string source = location(ctx, svc.loc).substr(0, location(ctx, svc.loc).find(':'));
-  w << header_comment(svc, "VMM", source);
-  w << "#include <gears/vmm/plugin.h>\n\n#include <cerrno>\n#include <cstdint>\n";
-  for (const std::string& inc : svc.includes) w << inc + "\n";
-  copy_usings(ctx, w);
+  hosted_preamble(ctx, w, svc, "VMM",
+                  "#include <gears/vmm/plugin.h>\n\n#include <cerrno>\n#include <cstdint>\n");
   for (const clang::Decl* d : ordered(ctx, svc, Half::vmm)) {
     w << "\n";
     copy_decl(ctx, w, d);
