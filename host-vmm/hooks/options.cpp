@@ -31,6 +31,7 @@ Expected<EnvRule> parse_env_rule(const std::string& spec) {
 Expected<GearsOptions> take_gears_options(std::vector<std::string>& args) {
   GearsOptions o;
   std::vector<std::string> rest;
+  bool explicit_exit = false, no_exit = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> Expected<std::string> {
@@ -41,8 +42,10 @@ Expected<GearsOptions> take_gears_options(std::vector<std::string>& args) {
       auto v = value();
       if (!v) return fail(v.error());
       o.control_socket = *v;
+    } else if (a == "--syscall-exit") {
+      explicit_exit = true;
     } else if (a == "--no-syscall-exit") {
-      o.syscall_exit = false;
+      no_exit = true;
     } else if (a == "--syscall-returns") {
       o.syscall_returns = true;
     } else if (a == "--track-processes") {
@@ -72,6 +75,10 @@ Expected<GearsOptions> take_gears_options(std::vector<std::string>& args) {
     }
   }
   args = std::move(rest);
+  // The stub is installed when asked for, or when a tool needs syscall exits.
+  const bool needed = !o.intercept.empty() || !o.returns.empty() || o.syscall_returns ||
+                      o.track_processes || !o.inject_env.empty();
+  o.syscall_exit = !no_exit && (explicit_exit || needed);
   return o;
 }
 
@@ -80,7 +87,9 @@ const char* gears_usage() {
          "  --control-socket PATH   control socket for gearsctl (default: $GEARS_SOCKET, else\n"
          "                          $XDG_RUNTIME_DIR/gears/vmm.sock, else /tmp/gears-<uid>/vmm.sock;\n"
          "                          'none': no socket)\n"
-         "  --no-syscall-exit       do not hook the guest's SYSCALL entry (MSR_LSTAR)\n"
+         "  --syscall-exit          hook the guest's SYSCALL entry (MSR_LSTAR) so that gearsctl can\n"
+         "                          intercept syscalls at run time (implied by the options below)\n"
+         "  --no-syscall-exit       never hook it\n"
          "  --intercept N[,N...]    syscall numbers that exit to gears-vmm from the start\n"
          "  --returns N[,N...]      as --intercept, and their returns (value in RAX) are events too\n"
          "  --syscall-returns       syscall exit events (implied by --returns; pids for --track-processes)\n"
