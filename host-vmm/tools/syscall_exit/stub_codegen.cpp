@@ -62,6 +62,15 @@ Expected<Stub> generate_stub(const StubParams& p) {
   Stub s;
   Emitter e;
   if (p.endbr64) e.bytes({0xF3, 0x0F, 0x1E, 0xFA});
+  // cmp byte [rip+flag], 0 ; jne hit
+  uint32_t flag_disp = 0, to_hit_all = 0;
+  if (p.exit_all_flag) {
+    e.bytes({0x80, 0x3D});
+    flag_disp = e.rel32_slot();
+    e.byte(0x00);
+    e.byte(0x75);
+    to_hit_all = e.rel8_slot();
+  }
   // entry: cmp eax, count ; jae high
   e.byte(0x3D);
   e.u32(p.count);
@@ -75,6 +84,7 @@ Expected<Stub> generate_stub(const StubParams& p) {
   const uint32_t to_orig = e.rel8_slot();
   // hit: out port, al
   const uint32_t hit = e.here();
+  if (p.exit_all_flag && !e.patch8(to_hit_all, hit)) return fail("stub layout error (exit-all)");
   e.bytes({0xE6, p.port});
   s.exit_offset = hit;
   s.resume_offset = e.here();
@@ -113,6 +123,13 @@ Expected<Stub> generate_stub(const StubParams& p) {
   if (!s.direct_jump) {
     e.patch32(target_disp, static_cast<int64_t>(e.here()) - after_jmp);
     e.u64(p.original_entry);
+  }
+  if (p.exit_all_flag) {
+    // RIP-relative: from the end of the cmp (after its imm8).
+    s.flag_offset = e.here();
+    e.patch32(flag_disp, static_cast<int64_t>(s.flag_offset) - (flag_disp + 5));
+    e.byte(0);
+    while (e.here() % 8) e.byte(0);
   }
   s.bitmap_offset = e.here();
   s.bitmap_bytes = (p.count + 7) / 8;

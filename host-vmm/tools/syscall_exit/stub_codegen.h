@@ -8,6 +8,9 @@
 //
 //   entry:  endbr64                     ; F3 0F 1E FA (optional; a NOP without CET-IBT, required
 //                                       ;   at a SYSCALL target when the guest enables kernel IBT)
+//           cmp  byte [rip+flag], 0     ; 80 3D disp32 00   (optional) the exit-all flag: while the
+//           jne  hit                    ; 75 rel8            injection engine borrows a thread,
+//                                       ;   every syscall exits (tools/inject/borrow_engine.h)
 //           cmp  eax, count             ; 3D imm32
 //           jae  high                   ; 73 rel8
 //           bt   [rip+bitmap], eax      ; 0F A3 05 disp32
@@ -21,6 +24,7 @@
 //           jmp  orig                   ; EB rel8
 //           (int3 padding)
 //   target: dq original_entry           ; indirect form only
+//   flag:   db 0 (+ padding to 8)       ; exit-all flag (non-zero: every syscall exits)
 //   bitmap: count bits                  ; SyscallBitmap over these bytes
 #pragma once
 
@@ -44,6 +48,7 @@ struct StubParams {
   bool exit_on_x32 = true;         // numbers with bit 30 (x32 ABI) always exit
   bool allow_indirect = true;      // if the entry is out of rel32 reach, use jmp [rip+target]
   bool endbr64 = true;             // start with ENDBR64 (kernel IBT treats SYSCALL as a branch)
+  bool exit_all_flag = true;       // test a flag byte first (the injection engine's exit-all)
 };
 
 struct Stub {
@@ -52,6 +57,7 @@ struct Stub {
   uint32_t resume_offset = 0;   // the RIP KVM reports after the `out` (exit_offset + 2)
   uint32_t bitmap_offset = 0;
   uint32_t bitmap_bytes = 0;
+  uint32_t flag_offset = 0;     // the exit-all flag byte (0 when exit_all_flag is off)
   bool direct_jump = true;      // false: indirect jmp through the 8-byte target slot
 };
 

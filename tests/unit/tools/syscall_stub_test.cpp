@@ -283,6 +283,25 @@ TEST_F(StubRun, X32CanBeLeftAlone) {
   EXPECT_EQ(run(0x4745), Outcome::kExit);
 }
 
+// The injection engine's exit-all flag: while set, every number exits (selected or not, in
+// the table or not); cleared, the selection rules are back.
+TEST_F(StubRun, ExitAllFlagStopsEverySyscall) {
+  ASSERT_TRUE(load(false));
+  ASSERT_NE(stub_.flag_offset, 0u);
+  auto set_flag = [&](uint8_t v) {
+    mprotect(page_, 4096, PROT_READ | PROT_WRITE);
+    page_[stub_.flag_offset] = v;
+    mprotect(page_, 4096, PROT_READ | PROT_EXEC);
+  };
+  set_flag(1);
+  EXPECT_EQ(run(39), Outcome::kExit);
+  EXPECT_EQ(run(512), Outcome::kExit);
+  EXPECT_EQ(run(0x7fff'1234'5000ULL), Outcome::kExit);  // an mmap result re-executed as a number
+  set_flag(0);
+  EXPECT_EQ(run(39), Outcome::kPassed);
+  EXPECT_EQ(run(0x7fff'1234'5000ULL), Outcome::kPassed);
+}
+
 TEST_F(StubRun, DirectJumpVariantRuns) {
   if (!load(true)) GTEST_SKIP() << "could not map a page within 2 GiB of the test's code";
   EXPECT_TRUE(stub_.direct_jump);
