@@ -28,7 +28,7 @@ std::string manifest_json(const Service& svc, bool pretty) {
                                {"result", hc.fn->getReturnType()->isVoidType() ? "void" : "scalar"}});
   }
   m["patch_points"] = json::array();
-  json user_exports = json::array(), user_imports = json::array({"dlsym"});
+  json user_exports = json::array(), user_imports = json::array({"dlsym", "dladdr", "dl_iterate_phdr", "mprotect"});
   json kernel_imports = json::array();
   for (const PatchPoint& pp : svc.patch_points) {
     if (pp.kind == PatchPoint::Kind::interpose) {
@@ -41,6 +41,8 @@ std::string manifest_json(const Service& svc, bool pretty) {
       kernel_imports.push_back(pp.symbol);
     }
   }
+  user_exports.push_back(GEARS_USER_ATTACH_ENTRY);
+  user_exports.push_back(GEARS_USER_DETACH_ENTRY);
   m["halves"] = {{"vmm", mod + ".vmm.so"}, {"guest_user", mod + ".user.so"}, {"guest_kernel", mod + ".ko"}};
   m["exports"] = {{"vmm", json::array({GEARS_PLUGIN_ENTRY})}, {"guest_user", user_exports}};
   m["required_guest_symbols"] = {{"guest_user", user_imports}, {"guest_kernel", kernel_imports}};

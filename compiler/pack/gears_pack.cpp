@@ -92,7 +92,7 @@ Expected<void> pack(const std::string& manifest_path, const std::string& vmm, co
   if (!u) return fail(u.error());
   for (const auto& s : m["exports"]["guest_user"])
     if (!u->exports.count(s.get<std::string>()))
-      return fail(user + ": guest-user half does not export interposed symbol '" + s.get<std::string>() + "'");
+      return fail(user + ": guest-user half does not export '" + s.get<std::string>() + "'");
   m["required_guest_symbols"]["guest_user"] = std::vector<std::string>(u->imports.begin(), u->imports.end());
 
   auto ko = gears::bundle::read_file(kernel);

@@ -1,6 +1,7 @@
 #include "gearsctl/args.h"
 
 #include <charconv>
+#include <filesystem>
 
 namespace gears::ctl {
 
@@ -13,6 +14,11 @@ const char* usage() {
          "  syscalls               selective syscall exiting: intercepted numbers and counts\n"
          "  intercept NR on|off    start/stop exiting on syscall NR (or 'all')\n"
          "  stats                  VMM counters\n"
+         "  deploy BUNDLE [--pid N|--exe GLOB|--library NAME] [--timeout MS]\n"
+         "                         deploy a service bundle into the running guest (default targets:\n"
+         "                         the manifest's programs)\n"
+         "  undeploy NAME [--timeout MS]  remove a deployed service\n"
+         "  services               deployed services, their halves and injected processes\n"
          "  help                   the commands this gears-vmm answers\n"
          "  call JSON              send a raw request, e.g. call '{\"cmd\":\"stats\"}'\n"
          "  NAME [key=value ...]   any other command the VMM registered\n"
@@ -25,6 +31,90 @@ Expected<bool> on_off(const std::string& s) {
   if (s == "off" || s == "0" || s == "false") return false;
   return fail("expected on or off, got \"" + s + "\"");
 }
+Expected<int64_t> positive(const std::string& what, const std::string& v, int64_t max) {
+  int64_t n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || p != v.data() + v.size() || n <= 0 || n > max)
+    return fail(what + " wants a whole number 1.." + std::to_string(max) + ", got \"" + v + "\"");
+  return n;
+}
+
+// The VMM may spend the guest timeout on the deploy and again on each step of undoing it.
+void wait_for_guest(Invocation& inv, int64_t guest_timeout_ms) {
+  if (!inv.timeout_set) inv.timeout_ms = static_cast<int>(guest_timeout_ms * 4 + 5'000);
+}
+
+constexpr int64_t kGuestTimeoutMs = 30'000, kMaxGuestTimeoutMs = 600'000;
+
+// deploy BUNDLE [--pid N|--exe GLOB|--library NAME] [--timeout MS]
+Expected<void> parse_deploy(Invocation& inv, const std::vector<std::string>& rest) {
+  inv.request = {{"cmd", "deploy"}};
+  std::string bundle;
+  int64_t timeout = kGuestTimeoutMs;
+  int targets = 0;
+  for (size_t i = 0; i < rest.size(); ++i) {
+    const std::string& a = rest[i];
+    if (a == "--pid" || a == "--exe" || a == "--library" || a == "--timeout") {
+      if (i + 1 >= rest.size()) return fail(a + " needs a value");
+      const std::string& v = rest[++i];
+      if (a == "--timeout") {
+        auto ms = positive("--timeout", v, kMaxGuestTimeoutMs);
+        if (!ms) return fail(ms.error());
+        timeout = *ms;
+        inv.request["timeout_ms"] = *ms;
+        continue;
+      }
+      ++targets;
+      if (a == "--pid") {
+        auto pid = positive("--pid", v, INT32_MAX);
+        if (!pid) return fail(pid.error());
+        inv.request["pid"] = *pid;
+      } else {
+        inv.request[a.substr(2)] = v;
+      }
+    } else if (a.size() > 1 && a[0] == '-') {
+      return fail("deploy: unknown option " + a);
+    } else if (bundle.empty()) {
+      bundle = a;
+    } else {
+      return fail("deploy takes one bundle, got \"" + bundle + "\" and \"" + a + "\"");
+    }
+  }
+  if (bundle.empty()) return fail("usage: gearsctl deploy BUNDLE [--pid N|--exe GLOB|--library NAME] [--timeout MS]");
+  if (targets > 1) return fail("deploy: give at most one of --pid, --exe, --library");
+  // gears-vmm reads the file itself, from its own working directory: send an absolute path.
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(bundle, ec);
+  if (ec) return fail("cannot make \"" + bundle + "\" absolute: " + ec.message());
+  inv.request["bundle"] = abs.lexically_normal().string();
+  wait_for_guest(inv, timeout);
+  return {};
+}
+
+// undeploy NAME [--timeout MS]
+Expected<void> parse_undeploy(Invocation& inv, const std::vector<std::string>& rest) {
+  inv.request = {{"cmd", "undeploy"}};
+  int64_t timeout = kGuestTimeoutMs;
+  std::string name;
+  for (size_t i = 0; i < rest.size(); ++i) {
+    if (rest[i] == "--timeout") {
+      if (i + 1 >= rest.size()) return fail("--timeout needs a value");
+      auto ms = positive("--timeout", rest[++i], kMaxGuestTimeoutMs);
+      if (!ms) return fail(ms.error());
+      timeout = *ms;
+      inv.request["timeout_ms"] = *ms;
+    } else if (name.empty() && !rest[i].empty() && rest[i][0] != '-') {
+      name = rest[i];
+    } else {
+      return fail("usage: gearsctl undeploy NAME [--timeout MS]");
+    }
+  }
+  if (name.empty()) return fail("usage: gearsctl undeploy NAME [--timeout MS]");
+  inv.request["service"] = name;
+  wait_for_guest(inv, timeout);
+  return {};
+}
+
 }  // namespace
 
 Expected<Invocation> parse_args(const std::vector<std::string>& args) {
@@ -48,6 +138,7 @@ Expected<Invocation> parse_args(const std::vector<std::string>& args) {
         if (ec != std::errc() || p != v.data() + v.size() || sec <= 0 || sec > 3600)
           return fail("--timeout wants whole seconds (1..3600), got \"" + v + "\"");
         inv.timeout_ms = sec * 1000;
+        inv.timeout_set = true;
       }
     } else if (a.rfind("--socket=", 0) == 0) {
       inv.socket = a.substr(9);
@@ -77,6 +168,15 @@ Expected<Invocation> parse_args(const std::vector<std::string>& args) {
     }
     return inv;
   }
+  if (cmd == "deploy") {
+    GEARS_TRY(parse_deploy(inv, rest));
+    return inv;
+  }
+  if (cmd == "undeploy") {
+    GEARS_TRY(parse_undeploy(inv, rest));
+    return inv;
+  }
+  if (cmd == "services" && !rest.empty()) return fail("usage: gearsctl services");
   if (cmd == "call") {
     if (rest.size() != 1) return fail("usage: gearsctl call '{\"cmd\":...}'");
     Json j = Json::parse(rest[0], nullptr, false);

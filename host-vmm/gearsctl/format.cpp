@@ -98,6 +98,61 @@ void key_values(const Json& obj, const std::string& prefix, std::string& out) {
   }
 }
 
+std::string str(const Json& obj, const char* key) {
+  auto it = obj.is_object() ? obj.find(key) : obj.end();
+  return it != obj.end() && it->is_string() ? clean(it->get<std::string>()) : std::string("-");
+}
+
+// Deployed services (deploy, services): one summary row each, then processes and log lines.
+std::string services_text(const Json& list) {
+  Json rows = Json::array();
+  std::string details;
+  for (const auto& s : list) {
+    if (!s.is_object()) continue;
+    const Json empty = Json::object();
+    const Json& vmm = s.contains("vmm") ? s["vmm"] : empty;
+    const Json& kernel = s.contains("kernel") ? s["kernel"] : empty;
+    const Json& user = s.contains("user") ? s["user"] : empty;
+    const std::string name = str(s, "service");
+    std::string procs = "-";
+    if (user.contains("processes") && user["processes"].is_array()) {
+      procs = cell(user.value("injected", Json(0)), false) + "/" + std::to_string(user["processes"].size());
+      if (!user["processes"].empty()) {
+        details += name + ": running processes\n" +
+                   table(user["processes"], {{"PID", "pid"}, {"EXE", "exe"}, {"OK", "ok"}, {"LATENCY_MS", "latency_ms"},
+                                             {"ERROR", "error"}});
+      }
+    }
+    if (user.contains("exec_env") && user["exec_env"].is_array() && !user["exec_env"].empty()) {
+      std::string globs;
+      for (const auto& g : user["exec_env"]) globs += (globs.empty() ? "" : ", ") + clean(cell(g, false));
+      details += name + ": LD_PRELOAD " + str(user, "path") + " for new processes matching " + globs + "\n";
+    }
+    if (s.contains("log") && s["log"].is_array() && !s["log"].empty()) {
+      details += name + ": last log lines\n";
+      for (const auto& line : s["log"]) details += "  " + clean(cell(line, false)) + "\n";
+    }
+    rows.push_back({{"service", name},
+                    {"version", str(s, "version")},
+                    {"id", s.contains("id") ? s["id"] : Json()},
+                    {"vmm", str(vmm, "state")},
+                    {"kernel", str(kernel, "state")},
+                    {"user", str(user, "state")},
+                    {"processes", procs},
+                    {"calls", vmm.contains("calls") ? vmm["calls"] : Json()}});
+  }
+  if (rows.empty()) return "no services deployed\n";
+  return table(rows, {{"SERVICE", "service"},
+                      {"VERSION", "version"},
+                      {"ID", "id", true},
+                      {"VMM", "vmm"},
+                      {"KERNEL", "kernel"},
+                      {"USER", "user"},
+                      {"PROCESSES", "processes"},
+                      {"HYPERCALLS", "calls"}}) +
+         details;
+}
+
 }  // namespace
 
 std::string format_reply(const std::string& cmd, const Json& reply) {
@@ -124,6 +179,17 @@ std::string format_reply(const std::string& cmd, const Json& reply) {
     rest.erase("syscalls");
     key_values(rest, "", out);
     return out + table(reply["syscalls"], {{"NR", "nr"}, {"INTERCEPT", "intercept"}, {"USER", "user"}, {"TOOLS", "tools"}, {"EXITS", "exits"}});
+  }
+  if (cmd == "services" && reply.contains("services") && reply["services"].is_array())
+    return services_text(reply["services"]);
+  if (cmd == "deploy" && reply.contains("service") && reply["service"].is_object())
+    return "deployed " + str(reply["service"], "service") + " " + str(reply["service"], "version") + "\n" +
+           services_text(Json::array({reply["service"]}));
+  if (cmd == "undeploy" && reply.contains("service")) {
+    std::string out = "undeployed " + str(reply, "service") + "\n";
+    if (reply.contains("errors") && reply["errors"].is_array())
+      for (const auto& e : reply["errors"]) out += "warning: " + clean(cell(e, false)) + "\n";
+    return out;
   }
   if (cmd == "help" && reply.contains("commands") && reply["commands"].is_array()) {
     return table(reply["commands"], {{"COMMAND", "name"}, {"DESCRIPTION", "help"}});

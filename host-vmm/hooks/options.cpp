@@ -79,6 +79,7 @@ Expected<GearsOptions> take_gears_options(std::vector<std::string>& args) {
   const bool needed = !o.intercept.empty() || !o.returns.empty() || o.syscall_returns ||
                       o.track_processes || !o.inject_env.empty();
   o.syscall_exit = !no_exit && (explicit_exit || needed);
+  o.stub_ready = !no_exit;
   return o;
 }
 
@@ -87,9 +88,10 @@ const char* gears_usage() {
          "  --control-socket PATH   control socket for gearsctl (default: $GEARS_SOCKET, else\n"
          "                          $XDG_RUNTIME_DIR/gears/vmm.sock, else /tmp/gears-<uid>/vmm.sock;\n"
          "                          'none': no socket)\n"
-         "  --syscall-exit          hook the guest's SYSCALL entry (MSR_LSTAR) so that gearsctl can\n"
-         "                          intercept syscalls at run time (implied by the options below)\n"
-         "  --no-syscall-exit       never hook it\n"
+         "  --syscall-exit          point the guest's SYSCALL entry (MSR_LSTAR) at the selective-exit\n"
+         "                          stub from boot (implied by the options below; otherwise the stub\n"
+         "                          waits disarmed until `gearsctl deploy` or `syscall-hook` arms it)\n"
+         "  --no-syscall-exit       never hook it (no deploy, no interception)\n"
          "  --intercept N[,N...]    syscall numbers that exit to gears-vmm from the start\n"
          "  --returns N[,N...]      as --intercept, and their returns (value in RAX) are events too\n"
          "  --syscall-returns       syscall exit events (implied by --returns; pids for --track-processes)\n"

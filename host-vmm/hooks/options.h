@@ -30,9 +30,11 @@ struct EnvRule {
 
 struct GearsOptions {
   std::optional<std::string> control_socket;  // unset: the default path; "none": no socket
-  // Off unless asked for or needed by a tool: in the KVM test host a guest with the stub
-  // installed triple-faults in some runs (doc/toolset.md, "Known problem").
+  // LSTAR points at the stub from boot: only when asked for or needed by a tool (in the KVM
+  // test host a guest with the stub armed triple-faults in some runs: doc/toolset.md, "Known
+  // problem"). Otherwise the stub is mapped but disarmed until deploy or gearsctl arms it.
   bool syscall_exit = false;
+  bool stub_ready = true;  // false: --no-syscall-exit, LSTAR is never touched
   bool track_processes = false;
   std::vector<uint32_t> intercept;
   std::vector<uint32_t> returns;  // selected with their returns

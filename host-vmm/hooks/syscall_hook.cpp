@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "gears/abi/hypercall.h"
+#include "hooks/vcpu_xstate.h"
 #include "tools/introspect/kvm_regs.h"
 #include "tools/introspect/page_walk.h"
 #include "tools/syscall_exit/stub_placement.h"
@@ -83,6 +84,8 @@ Expected<std::unique_ptr<SyscallHook>> SyscallHook::install(Vm& vm, std::vector<
   self->vcpus_ = &vcpus;
   // Registers on every exit, control registers included (CR3 names the process).
   for (auto& v : vcpus) v->run().kvm_valid_regs |= KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
+  self->armed_.store(self->cfg_.armed_at_boot);
+  if (int n = vm.kvm().check_extension(KVM_CAP_XSAVE2); n > 0) self->xsave2_size_ = static_cast<size_t>(n);
 
   if (self->cfg_.syscall_exit) {
     if (guest_pti_likely(self->cfg_.guest_cmdline, self->cfg_.cpu_is_amd)) {
@@ -167,11 +170,13 @@ bool SyscallHook::on_lstar_write(Vcpu& v, uint64_t value) {
   if (id < nvcpus_) guest_lstar_[id].store(value);
   uint64_t target = value;
   bool hooked = false;
-  if (!armed_.load()) {
-    // Disarmed from the control socket: the guest's entry as it asked; the stub waits.
-  } else if (auto s = ensure_stub(v, value)) {
-    target = *s;
-    hooked = true;
+  // The stub is mapped either way (so that set_armed can point LSTAR at it later); LSTAR
+  // follows the current choice.
+  if (auto s = ensure_stub(v, value)) {
+    if (armed_.load()) {
+      target = *s;
+      hooked = true;
+    }
   } else {
     log("syscall exiting unavailable on vCPU " + std::to_string(v.id()) + ": " + s.error().what());
   }
@@ -209,6 +214,7 @@ bool SyscallHook::on_stub_port(Vcpu& v, kvm_run& run) {
     foreign_port_exits_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
+  if (engine_ && engine_->busy() && engine_exit(v, run)) return true;
   if (static_cast<uint32_t>(r.rax) == GEARS_SYSCALL_NR) {
     user_hypercall(v, run);
     return true;
@@ -229,6 +235,34 @@ bool SyscallHook::on_stub_port(Vcpu& v, kvm_run& run) {
     run.kvm_dirty_regs |= KVM_SYNC_X86_REGS;
   }
   return true;
+}
+
+bool SyscallHook::engine_exit(Vcpu& v, kvm_run& run) {
+  kvm_regs& r = run.s.regs.regs;
+  VcpuRegs regs = vcpu_regs_from_kvm(r, run.s.regs.sregs);
+  VcpuXstate xs(v, xsave2_size_);
+  if (engine_->on_entry(static_cast<uint32_t>(v.id()), regs, vm_.memory(), xs)) {
+    engine_exits_.fetch_add(1, std::memory_order_relaxed);
+    kvm_regs after = r;
+    apply_vcpu_regs(regs, after);
+    after.rip = r.rip;  // the stub resumes at its jmp to the kernel: the call runs as set
+    r = after;
+    run.kvm_dirty_regs |= KVM_SYNC_X86_REGS;
+    return true;
+  }
+  // Stopped only by the exit-all flag: numbers nobody selected go straight on.
+  const auto nr = static_cast<uint32_t>(r.rax);
+  const bool always = nr == GEARS_SYSCALL_NR || (nr >= tool_.count() && (nr & 0x4000'0000u));
+  if (always || (nr < tool_.count() && tool_.selected(nr))) return false;
+  passed_through_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void SyscallHook::set_exit_all(bool on) {
+  std::lock_guard lock(mu_);
+  if (!stub_gva_.load() || !stub_.flag_offset) return;
+  const uint8_t v = on ? 1 : 0;
+  (void)vm_.memory().write(cfg_.stub_gpa + stub_.flag_offset, std::span<const uint8_t>(&v, 1));
 }
 
 void SyscallHook::user_hypercall(Vcpu& v, kvm_run& run) {
@@ -326,6 +360,8 @@ control::Json SyscallHook::stats() const {
           {"kernel_hypercalls", kernel_hypercalls_.load()},
           {"sysret_refused", refused_sysret_.load()},
           {"foreign_port_exits", foreign_port_exits_.load()},
+          {"engine_exits", engine_exits_.load()},
+          {"exit_all_passed", passed_through_.load()},
           {"vcpus", std::move(vcpus)}};
 }
 

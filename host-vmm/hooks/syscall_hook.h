@@ -26,6 +26,7 @@
 #include "gears/expected.h"
 #include "hooks/return_trap.h"
 #include "tools/hypercall/dispatcher.h"
+#include "tools/inject/borrow_engine.h"
 #include "tools/syscall_exit/stub_codegen.h"
 #include "tools/syscall_exit/syscall_exit_tool.h"
 
@@ -35,6 +36,9 @@ inline constexpr uint32_t kMsrLstar = 0xC0000082;
 
 struct SyscallHookConfig {
   bool syscall_exit = true;  // false: hypercall doorbell only, LSTAR untouched
+  // The stub is mapped at the guest's LSTAR write either way; this says whether LSTAR points
+  // at it from the start (armed) or only once set_armed(true) (deploy, gearsctl) asks.
+  bool armed_at_boot = true;
   bool returns = false;      // syscall exit events (ReturnTrap)
   // Low reserved memory (e820 reserved [0x9fc00, 1 MiB), always in the kernel's direct map):
   // the stub's page table and the stub page itself.
@@ -67,6 +71,12 @@ class SyscallHook {
   // control thread; waits at most a few seconds per vCPU.
   Expected<control::Json> set_armed(bool on);
   bool stub_installed() const { return stub_gva_.load() != 0; }
+  bool armed() const { return armed_.load(); }
+  // The injection engine, consulted first at every stub exit while it is busy. Set before
+  // the guest runs; `engine` must outlive the run.
+  void set_engine(inject::BorrowEngine* engine) { engine_ = engine; }
+  // The stub's exit-all flag (every syscall exits): the engine's switch.
+  void set_exit_all(bool on);
   // Syscall exit events (hardware breakpoints at the user return address); null when the stub
   // is off. Its stats are the "syscall_returns" section.
   ReturnTrap* returns() { return returns_.get(); }
@@ -77,6 +87,8 @@ class SyscallHook {
   bool on_lstar_write(Vcpu& v, uint64_t value);
   bool on_lstar_read(Vcpu& v, uint64_t& value);
   bool on_stub_port(Vcpu& v, kvm_run& run);
+  // The engine's part of a stub exit; true when the exit is fully handled.
+  bool engine_exit(Vcpu& v, kvm_run& run);
   bool on_doorbell(Vcpu& v, kvm_run& run);
   // Maps the stub on the first LSTAR write; returns the stub address for `entry`.
   Expected<uint64_t> ensure_stub(Vcpu& v, uint64_t entry);
@@ -101,6 +113,9 @@ class SyscallHook {
   std::unique_ptr<std::atomic<bool>[]> hooked_;           // per vCPU: LSTAR points at the stub
   size_t nvcpus_;
   std::unique_ptr<ReturnTrap> returns_;
+  inject::BorrowEngine* engine_ = nullptr;
+  size_t xsave2_size_ = 0;  // KVM_CAP_XSAVE2's image size, 0 without it
+  std::atomic<uint64_t> engine_exits_{0}, passed_through_{0};
   std::atomic<uint64_t> stub_exits_{0}, user_hypercalls_{0}, kernel_hypercalls_{0}, refused_sysret_{0},
       foreign_port_exits_{0};
 };

@@ -58,6 +58,7 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
   }
   track_ = o.track_processes;
   rules_ = o.inject_env;
+  rule_ids_.assign(rules_.size(), 0);
   if (track_) {
     for (uint32_t nr : kTrackedSyscalls) GEARS_TRY(sysexit_.acquire(nr));
     for (uint32_t nr : kTrackedReturns) GEARS_TRY(sysexit_.acquire_returns(nr));
@@ -109,7 +110,8 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
   sysexit_.subscribe([this, &mem](const syscall_exit::SyscallEvent& ev, VcpuRegs& regs) { on_syscall(mem, ev, regs); });
 
   SyscallHookConfig hc;
-  hc.syscall_exit = o.syscall_exit;
+  hc.syscall_exit = o.stub_ready;
+  hc.armed_at_boot = o.syscall_exit;
   hc.returns = o.syscall_returns;
   hc.guest_cmdline = guest_cmdline;
   hc.cpu_is_amd = cpu_is_amd;
@@ -138,6 +140,7 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
                                 if (auto a = sysexit_.acquire(sys::kExecveat); !a) return fail(a.error());
                               }
                               rules_.push_back(std::move(*r));
+                              rule_ids_.push_back(0);
                             }
                             Json list = Json::array();
                             for (const auto& r : rules_)
@@ -145,6 +148,8 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
                                               {"prepend", r.edit.mode == execve::EnvEdit::Mode::kPrepend}});
                             return Json{{"rules", std::move(list)}};
                           }));
+
+  GEARS_TRY(setup_injection());
 
   const bool explicit_socket = o.control_socket.has_value();
   const std::string path = explicit_socket ? *o.control_socket : control::default_socket_path();
@@ -160,6 +165,69 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
     }
   }
   return {};
+}
+
+Expected<void> Toolset::setup_injection() {
+  SyscallHook* h = hook_.get();
+  engine_ = std::make_unique<inject::BorrowEngine>([h](bool on) { h->set_exit_all(on); });
+  h->set_engine(engine_.get());
+  inject::InjectorHooks ih;
+  ih.ensure_ready = [h]() -> Expected<void> {
+    if (!h->stub_installed())
+      return fail("the syscall stub is not installed (gears-vmm started with --no-syscall-exit, a PTI guest, or "
+                  "the guest has not set up SYSCALL yet)");
+    if (!h->armed()) GEARS_TRY(h->set_armed(true));
+    return {};
+  };
+  ih.add_exec_env = [this](const std::string& glob, const std::string& edit) { return add_env_rule(glob, edit); };
+  ih.remove_exec_env = [this](uint64_t id) { remove_env_rule(id); };
+  injector_ = std::make_unique<inject::EngineInjector>(*engine_, std::move(ih));
+  inject::BorrowEngine* e = engine_.get();
+  GEARS_TRY(registry_.add_stats("inject", [e] {
+    const auto s = e->stats();
+    return Json{{"borrows", s.borrows}, {"completed", s.completed}, {"failed", s.failed}, {"lost", s.lost},
+                {"requests", s.requests}, {"active", s.active}, {"pending_jobs", s.pending_jobs}};
+  }));
+  GEARS_TRY(registry_.add("guest-ps", "the guest's processes as its /proc shows them (read by a borrowed thread): "
+                          "optional \"timeout_ms\"",
+                          [this](const Json& req) -> Expected<Json> {
+                            const auto ms = req.contains("timeout_ms") ? req.at("timeout_ms").get<int64_t>() : 10000;
+                            auto procs = injector_->list_processes(std::chrono::milliseconds(ms));
+                            if (!procs) return fail(procs.error());
+                            Json list = Json::array();
+                            for (const auto& p : *procs)
+                              list.push_back({{"pid", p.pid}, {"exe", p.exe}, {"libs", p.libs},
+                                              {"libc_base", introspect::hex(p.libc_base)}});
+                            return Json{{"processes", std::move(list)}};
+                          }));
+  return {};
+}
+
+Expected<uint64_t> Toolset::add_env_rule(const std::string& glob, const std::string& edit) {
+  auto r = parse_env_rule(glob + ":" + edit);
+  if (!r) return fail(r.error());
+  std::lock_guard lock(rules_mu_);
+  if (rules_.empty()) {
+    GEARS_TRY(sysexit_.acquire(sys::kExecve));
+    GEARS_TRY(sysexit_.acquire(sys::kExecveat));
+  }
+  rules_.push_back(std::move(*r));
+  rule_ids_.push_back(next_rule_id_);
+  return next_rule_id_++;
+}
+
+void Toolset::remove_env_rule(uint64_t id) {
+  std::lock_guard lock(rules_mu_);
+  for (size_t i = 0; i < rule_ids_.size(); ++i) {
+    if (rule_ids_[i] != id) continue;
+    rules_.erase(rules_.begin() + static_cast<std::ptrdiff_t>(i));
+    rule_ids_.erase(rule_ids_.begin() + static_cast<std::ptrdiff_t>(i));
+    if (rules_.empty()) {
+      sysexit_.release(sys::kExecve);
+      sysexit_.release(sys::kExecveat);
+    }
+    return;
+  }
 }
 
 void Toolset::record(const syscall_exit::SyscallEvent& ev) {

@@ -20,6 +20,8 @@
 #include "hooks/options.h"
 #include "hooks/syscall_hook.h"
 #include "tools/hypercall/dispatcher.h"
+#include "tools/inject/borrow_engine.h"
+#include "tools/inject/engine_injector.h"
 #include "tools/proctrack/commands.h"
 #include "tools/syscall_exit/syscall_exit_tool.h"
 
@@ -32,6 +34,8 @@ class Toolset {
   ~Toolset();
 
   control::CommandRegistry& registry() { return registry_; }
+  // Deploy's way into the guest (borrowed threads; doc/deploy.md).
+  deploy::GuestInjector& injector() { return *injector_; }
   const std::string& socket_path() const;
 
  private:
@@ -41,6 +45,9 @@ class Toolset {
   void inject(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs);
   void record(const syscall_exit::SyscallEvent& ev);
   void on_return(const syscall_exit::SyscallReturn& ret);
+  Expected<void> setup_injection();
+  Expected<uint64_t> add_env_rule(const std::string& glob, const std::string& edit);
+  void remove_env_rule(uint64_t id);
 
   // The last kTraceDepth syscall events per vCPU (the "events" command): what the stub saw,
   // arguments included, without a log.
@@ -63,6 +70,10 @@ class Toolset {
   bool track_ = false;
   std::mutex rules_mu_;
   std::vector<EnvRule> rules_;
+  std::vector<uint64_t> rule_ids_;  // parallel to rules_: 0 for rules from the command line
+  uint64_t next_rule_id_ = 1;
+  std::unique_ptr<inject::BorrowEngine> engine_;
+  std::unique_ptr<inject::EngineInjector> injector_;
   std::atomic<uint64_t> execs_seen_{0}, injected_{0}, inject_failed_{0};
   std::string socket_path_;
 };

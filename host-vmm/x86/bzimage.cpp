@@ -95,4 +95,30 @@ Expected<BzImage> load_bzimage(const std::string& path) {
   return k;
 }
 
+Expected<std::string> kernel_release(std::span<const uint8_t> f) {
+  if (f.size() < 0x210 || get<uint16_t>(f, 0x1fe) != 0xAA55 || std::memcmp(f.data() + 0x202, "HdrS", 4) != 0)
+    return fail("kernel image is not a bzImage (no boot sector signature / \"HdrS\" magic)");
+  const uint16_t ptr = get<uint16_t>(f, 0x20e);
+  if (ptr == 0) return fail("kernel image has no version string (kernel_version is 0)");
+  const size_t start = static_cast<size_t>(ptr) + 0x200;
+  // A release is short ("6.1.0-56-amd64"); 64 bytes bound the scan and what we accept.
+  constexpr size_t kMaxRelease = 64;
+  if (start >= f.size()) return fail("kernel image version string is outside the file");
+  std::string release;
+  bool ended = false;
+  for (size_t i = start; i < f.size() && release.size() <= kMaxRelease; ++i) {
+    const char c = static_cast<char>(f[i]);
+    if (c == '\0' || c == ' ') {
+      ended = true;
+      break;
+    }
+    if (c < 0x21 || c > 0x7e) return fail("kernel image version string is not printable");
+    release += c;
+  }
+  if (release.empty()) return fail("kernel image version string is empty");
+  if (release.size() > kMaxRelease) return fail("kernel image release is longer than 64 characters");
+  if (!ended) return fail("kernel image version string runs past the end of the file");
+  return release;
+}
+
 }  // namespace gears::vmm::x86

@@ -70,9 +70,19 @@ void BorrowEngine::submit(std::shared_ptr<Job> job) {
 void BorrowEngine::cancel(const std::shared_ptr<Job>& job, std::chrono::milliseconds lost_after) {
   std::lock_guard lock(mu_);
   std::erase(pending_, job);
+  for (auto& b : borrows_) {
+    if (b.job != job) continue;
+    b.cancelled = true;
+    b.lost_after = lost_after;
+  }
+  reap_lost();
+  update_busy();
+}
+
+void BorrowEngine::reap_lost() {
   const auto now = clock::now();
   for (auto it = borrows_.begin(); it != borrows_.end();) {
-    if (it->job == job && now - it->since > lost_after) {
+    if (it->cancelled && now - it->since >= it->lost_after) {
       ++stats_.lost;
       it->job->finished(it->who, fail("the borrowed thread never came back (the process exited mid-injection?)"));
       it = borrows_.erase(it);
@@ -80,7 +90,6 @@ void BorrowEngine::cancel(const std::shared_ptr<Job>& job, std::chrono::millisec
       ++it;
     }
   }
-  update_busy();
 }
 
 EngineStats BorrowEngine::stats() const {
@@ -115,6 +124,10 @@ bool BorrowEngine::on_entry(uint32_t vcpu, VcpuRegs& regs, GuestMemory& mem, Ext
       update_busy();
     }
     return true;
+  }
+  if (pending_.empty() && !borrows_.empty()) {
+    reap_lost();
+    update_busy();
   }
   // A new borrow: only a plain user-mode SYSCALL that returns to user space.
   if (pending_.empty() || regs.rcx >= kUserTop || regs.rsp >= kUserTop || regs.rcx < 2) return false;
@@ -212,6 +225,15 @@ bool BorrowEngine::advance(Borrow& b, int64_t answer, VcpuRegs& regs, GuestMemor
         return issue(b, b.chain.step(answer), regs, mem, xs);
       }
       b.scratch = static_cast<uint64_t>(answer);
+      // The trampoline first: every later syscall step returns into it.
+      if (!space.write(b.scratch, trampoline_code(0, 0), introspect::Access::user_write())) {
+        b.doing = Borrow::Doing::chain;
+        b.chain.step(-EFAULT);  // the chain ends on the failure; unmap, then give back
+        b.result = fail("cannot write the trampoline into the scratch mapping");
+        b.doing = Borrow::Doing::unmapping;
+        as_syscall(b, regs, kSysMunmap, {b.scratch, b.scratch_len, 0, 0, 0, 0});
+        return true;
+      }
       answer = static_cast<int64_t>(b.scratch + kTrampolinePage);
       break;
     case Borrow::Doing::chain:

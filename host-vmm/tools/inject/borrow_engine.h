@@ -117,7 +117,10 @@ class BorrowEngine {
     uint64_t scratch = 0, scratch_len = 0;
     std::optional<ChainResult> result;  // set once the chain ended (then: unmap, restore)
     clock::time_point since;
+    bool cancelled = false;  // its job gave up waiting: dropped once older than lost_after
+    std::chrono::milliseconds lost_after{0};
   };
+  void reap_lost();  // under mu_
 
   Borrow* find(uint64_t cr3, const VcpuRegs& regs);
   // Feeds `answer` to the borrow's state machine and sets `regs` for its next move.

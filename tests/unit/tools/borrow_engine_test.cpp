@@ -114,6 +114,11 @@ class BorrowEngineTest : public ::testing::Test {
       return next;
     }
     if (rip == kScratchVa + 32) {  // trampoline syscall return: report RAX
+      std::vector<uint8_t> code(80);
+      EXPECT_TRUE(mem.read(0x200000, code));
+      const auto want = trampoline_code(0, 0);
+      EXPECT_TRUE(std::equal(code.begin() + 30, code.begin() + 50, want.begin() + 30))
+          << "no SYSCALL + report code at the syscall return point";
       next.rsi = static_cast<uint64_t>(ret);
       next.rax = GEARS_SYSCALL_NR;
       next.rdi = kInjectDoneHc;

@@ -64,6 +64,7 @@ TEST(SyscallStub, DirectLayoutBytes) {
   p.stub_gva = kKernelEntry + 0x40'0000;  // a 2 MiB slot near the kernel image
   p.original_entry = kKernelEntry;
   p.endbr64 = false;  // offsets below count from the cmp
+  p.exit_all_flag = false;  // the exit-all prefix has its own test
   auto s = generate_stub(p);
   ASSERT_TRUE(s) << s.error().what();
   const auto& b = s->bytes;
@@ -95,6 +96,7 @@ TEST(SyscallStub, FarEntryUsesIndirectJumpOrFails) {
   p.stub_gva = 0xffff'fe80'0000'0000ULL;  // top-level slot 509
   p.original_entry = kKernelEntry;
   p.endbr64 = false;
+  p.exit_all_flag = false;
   auto s = generate_stub(p);
   ASSERT_TRUE(s) << s.error().what();
   EXPECT_FALSE(s->direct_jump);
@@ -118,8 +120,18 @@ TEST(SyscallStub, StartsWithEndbr64ByDefault) {
   auto s = generate_stub(p);
   ASSERT_TRUE(s);
   EXPECT_EQ(std::vector<uint8_t>(s->bytes.begin(), s->bytes.begin() + 4), (std::vector<uint8_t>{0xF3, 0x0F, 0x1E, 0xFA}));
-  EXPECT_EQ(s->bytes[4], 0x3D);
-  EXPECT_EQ(s->exit_offset, 20u);
+  // cmp byte [rip+flag], 0 ; jne hit   (the exit-all flag), then cmp eax, count
+  EXPECT_EQ(s->bytes[4], 0x80);
+  EXPECT_EQ(s->bytes[5], 0x3D);
+  int32_t disp;
+  std::memcpy(&disp, &s->bytes[6], 4);
+  EXPECT_EQ(s->bytes[10], 0x00);
+  EXPECT_EQ(11 + disp, static_cast<int32_t>(s->flag_offset));
+  EXPECT_EQ(s->bytes[11], 0x75);
+  EXPECT_EQ(13 + static_cast<int8_t>(s->bytes[12]), static_cast<int>(s->exit_offset));
+  EXPECT_EQ(s->bytes[13], 0x3D);
+  EXPECT_EQ(s->exit_offset, 29u);
+  EXPECT_EQ(s->bytes[s->flag_offset], 0);
 }
 
 TEST(SyscallStub, RejectsBadParameters) {
