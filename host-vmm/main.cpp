@@ -12,6 +12,7 @@
 #include "config/vm_config.h"
 #include "hooks/options.h"
 #include "hooks/toolset.h"
+#include "x86/bzimage.h"
 #include "x86/cpuid.h"
 
 namespace {
@@ -83,7 +84,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "gears-vmm: %s\n", machine.error().what().c_str());
     return 1;
   }
-  auto tools = hooks::Toolset::attach(**machine, *gears, config::kernel_cmdline(*cfg), x86::host_cpu_is_amd());
+  // The guest kernel's release (its bzImage version string): deploy checks kernel halves
+  // against it. Unknown: bundles with a kernel half are refused.
+  std::string release;
+  if (auto k = x86::read_file(cfg->kernel, "kernel"))
+    if (auto r = x86::kernel_release(*k)) release = *r;
+  auto tools = hooks::Toolset::attach(**machine, *gears, config::kernel_cmdline(*cfg), x86::host_cpu_is_amd(), release);
   if (!tools) {
     std::fprintf(stderr, "gears-vmm: %s\n", tools.error().what().c_str());
     return 1;

@@ -33,9 +33,10 @@ bool rule_matches(const std::string& pattern, const std::string& file) {
 }  // namespace
 
 Expected<std::unique_ptr<Toolset>> Toolset::attach(Machine& machine, const GearsOptions& options,
-                                                   const std::string& guest_cmdline, bool cpu_is_amd) {
+                                                   const std::string& guest_cmdline, bool cpu_is_amd,
+                                                   const std::string& guest_release) {
   std::unique_ptr<Toolset> t(new Toolset());
-  GEARS_TRY(t->setup(machine, options, guest_cmdline, cpu_is_amd));
+  GEARS_TRY(t->setup(machine, options, guest_cmdline, cpu_is_amd, guest_release));
   return t;
 }
 
@@ -46,7 +47,7 @@ Toolset::~Toolset() {
 const std::string& Toolset::socket_path() const { return socket_path_; }
 
 Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std::string& guest_cmdline,
-                              bool cpu_is_amd) {
+                              bool cpu_is_amd, const std::string& guest_release) {
   GEARS_TRY(sysexit_.register_commands(registry_));
   GEARS_TRY(proctrack::register_commands(registry_, tracker_));
   GEARS_TRY(hypercalls_.register_commands(registry_));
@@ -150,6 +151,14 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
                           }));
 
   GEARS_TRY(setup_injection());
+  subscriptions_.set_process_events(track_);
+  deploy::ManagerConfig mc;
+  mc.injector = injector_.get();
+  mc.dispatcher = &hypercalls_;
+  mc.subscriptions = &subscriptions_;
+  mc.guest_release = guest_release;
+  services_ = std::make_unique<deploy::ServiceManager>(std::move(mc));
+  GEARS_TRY(services_->register_commands(registry_));
 
   const bool explicit_socket = o.control_socket.has_value();
   const std::string path = explicit_socket ? *o.control_socket : control::default_socket_path();
@@ -260,6 +269,7 @@ void Toolset::on_return(const syscall_exit::SyscallReturn& r) {
 
 void Toolset::on_syscall(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs) {
   record(ev);
+  subscriptions_.on_syscall(mem, ev, regs);
   const bool is_exec = ev.nr == sys::kExecve || ev.nr == sys::kExecveat;
   if (is_exec) {
     execs_seen_.fetch_add(1, std::memory_order_relaxed);
@@ -282,7 +292,12 @@ void Toolset::on_syscall(GuestMemory& mem, const syscall_exit::SyscallEvent& ev,
       e.clone3_flags = *flags;  // struct clone_args starts with the flags
     }
   }
-  tracker_.with([&](proctrack::ProcessTracker& t) { t.on_syscall_entry(e); });
+  int64_t pid = -1;
+  tracker_.with([&](proctrack::ProcessTracker& t) {
+    t.on_syscall_entry(e);
+    if (auto p = t.by_cr3(ev.cr3)) pid = p->pid;
+  });
+  if (auto pe = deploy::process_event_of(ev, e.exec_filename, pid)) subscriptions_.on_process(mem, ev.vcpu, regs, *pe);
 }
 
 void Toolset::inject(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs) {

@@ -17,6 +17,8 @@
 #include "builder.h"
 #include "control/command_registry.h"
 #include "control/control_server.h"
+#include "deploy/service_manager.h"
+#include "deploy/syscall_subscriptions.h"
 #include "hooks/options.h"
 #include "hooks/syscall_hook.h"
 #include "tools/hypercall/dispatcher.h"
@@ -30,7 +32,8 @@ namespace gears::vmm::hooks {
 class Toolset {
  public:
   static Expected<std::unique_ptr<Toolset>> attach(Machine& machine, const GearsOptions& options,
-                                                   const std::string& guest_cmdline, bool cpu_is_amd);
+                                                   const std::string& guest_cmdline, bool cpu_is_amd,
+                                                   const std::string& guest_release);
   ~Toolset();
 
   control::CommandRegistry& registry() { return registry_; }
@@ -40,7 +43,8 @@ class Toolset {
 
  private:
   Toolset() = default;
-  Expected<void> setup(Machine& machine, const GearsOptions& options, const std::string& guest_cmdline, bool cpu_is_amd);
+  Expected<void> setup(Machine& machine, const GearsOptions& options, const std::string& guest_cmdline, bool cpu_is_amd,
+                       const std::string& guest_release);
   void on_syscall(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs);
   void inject(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs);
   void record(const syscall_exit::SyscallEvent& ev);
@@ -63,6 +67,7 @@ class Toolset {
 
   control::CommandRegistry registry_;
   syscall_exit::SyscallExitTool sysexit_;
+  deploy::SyscallSubscriptions subscriptions_{&sysexit_};  // services' syscall/process handlers
   hypercall::HypercallDispatcher hypercalls_;
   proctrack::SharedTracker tracker_;
   std::unique_ptr<SyscallHook> hook_;
@@ -74,6 +79,7 @@ class Toolset {
   uint64_t next_rule_id_ = 1;
   std::unique_ptr<inject::BorrowEngine> engine_;
   std::unique_ptr<inject::EngineInjector> injector_;
+  std::unique_ptr<deploy::ServiceManager> services_;  // last: uses the dispatcher, subscriptions, injector
   std::atomic<uint64_t> execs_seen_{0}, injected_{0}, inject_failed_{0};
   std::string socket_path_;
 };
