@@ -122,12 +122,32 @@ class LibraryJob : public Job, public std::enable_shared_from_this<LibraryJob> {
     std::unique_lock lock(mu_);
     return cv_.wait_until(lock, until, [&] { return all_done(); });
   }
+  std::vector<int64_t> unfinished() const {
+    std::lock_guard lock(mu_);
+    std::vector<int64_t> w;
+    for (const auto& [pid, t] : targets_)
+      if (t.state != Target::State::done) w.push_back(pid);
+    return w;
+  }
   std::vector<int64_t> waiting() const {
     std::lock_guard lock(mu_);
     std::vector<int64_t> w;
     for (const auto& [pid, t] : targets_)
       if (t.state == Target::State::waiting) w.push_back(pid);
     return w;
+  }
+  // A waiting target that is gone from the guest's process list: it exited before it could be
+  // borrowed.
+  void gone(int64_t pid) {
+    std::lock_guard lock(mu_);
+    auto it = targets_.find(pid);
+    if (it == targets_.end() || it->second.state == Target::State::done) return;
+    it->second.result.error = it->second.state == Target::State::running
+                                  ? "the process exited mid-injection"
+                                  : "the process exited before it could be injected";
+    it->second.state = Target::State::done;
+    it->second.result.ok = false;
+    cv_.notify_all();
   }
   std::vector<deploy::ProcessInjection> results() const {
     std::lock_guard lock(mu_);
@@ -272,7 +292,17 @@ Expected<std::vector<deploy::ProcessInjection>> EngineInjector::load_library(con
       if (left.count() <= 0) break;
       kick(pid, std::min(left, milliseconds(2000)));
     }
-    job->wait_all(deadline);
+    // Then wait, looking once a second for targets that left the process list meanwhile.
+    while (!job->wait_all(std::min(deadline, clock::now() + std::chrono::seconds(1))) && clock::now() < deadline) {
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - clock::now());
+      auto now_listed = list_processes(std::min(left, milliseconds(2000)));
+      if (!now_listed) continue;
+      for (int64_t pid : job->unfinished()) {
+        const bool alive = std::any_of(now_listed->begin(), now_listed->end(),
+                                       [pid](const GuestProcess& p) { return p.pid == pid; });
+        if (!alive) job->gone(pid);
+      }
+    }
   }
   engine_.cancel(job, timeout);
   auto results = job->results();
