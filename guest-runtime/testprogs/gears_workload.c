@@ -8,6 +8,11 @@
  *   blockread [TAG [FILE]]  prints "workload TAG: ready pid P", then blocks in read(0, ...);
  *                           for each line read, one open() (and close) of FILE and
  *                           "workload TAG: line N opened fd F"
+ *   sigexit [TAG]           prints "workload TAG: ready pid P", then blocks in read(0, ...)
+ *                           (give it a pipe that never delivers); a SIGCONT ends it at once
+ *                           with _exit(3). gears nudges a target blocked in a syscall with
+ *                           SIGSTOP + SIGCONT, so this one dies in the middle of an injection
+ *                           (the deploy test's "target exits mid-injection" case).
  *
  * TAG defaults to "w", FILE to /etc/hostname (in the guest image). SIGTERM (and SIGINT) end
  * either mode with "workload TAG: done", exit status 0; so does end of input in blockread.
@@ -95,8 +100,36 @@ static int run_blockread(const char *tag, const char *file) {
   return 0;
 }
 
+static void exit_on_sigcont(int sig) {
+  (void)sig;
+  _exit(3);
+}
+
+static int run_sigexit(const char *tag) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = exit_on_sigcont;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGCONT, &sa, NULL) != 0) {
+    perror("gears-workload: sigaction");
+    return 1;
+  }
+  printf("workload %s: ready pid %d\n", tag, (int)getpid());
+  char buf[64];
+  while (!stop_requested) {
+    ssize_t n = read(0, buf, sizeof(buf));
+    if (n == 0) break;
+    if (n < 0 && errno != EINTR) {
+      perror("gears-workload: read");
+      return 1;
+    }
+  }
+  printf("workload %s: done\n", tag);
+  return 0;
+}
+
 static int usage(void) {
-  fprintf(stderr, "usage: gears-workload loop MS [TAG [FILE]] | blockread [TAG [FILE]]\n");
+  fprintf(stderr, "usage: gears-workload loop MS [TAG [FILE]] | blockread [TAG [FILE]] | sigexit [TAG]\n");
   return 2;
 }
 
@@ -115,6 +148,10 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "blockread") == 0) {
     if (argc > 4) return usage();
     return run_blockread(argc > 2 ? argv[2] : "w", argc > 3 ? argv[3] : default_file);
+  }
+  if (strcmp(argv[1], "sigexit") == 0) {
+    if (argc > 3) return usage();
+    return run_sigexit(argc > 2 ? argv[2] : "w");
   }
   return usage();
 }

@@ -1,7 +1,7 @@
 // The control commands of ServiceManager (doc/deploy.md):
 //   {"cmd":"deploy","bundle":"/abs/x.gears"[,"pid":N|"exe":GLOB|"library":NAME][,"timeout_ms":N]}
 //        -> {"ok":true,"service":{status}}
-//   {"cmd":"undeploy","service":NAME[,"timeout_ms":N]} -> {"ok":true,"service":NAME,"errors":[...]}
+//   {"cmd":"undeploy","service":NAME[,"timeout_ms":N]} -> {"ok":true,"service":NAME,"errors":[...],"undeploy_ms":T}
 //   {"cmd":"services"} -> {"ok":true,"services":[{status}...]}
 #include "deploy/service_manager.h"
 
@@ -66,7 +66,7 @@ Expected<void> ServiceManager::register_commands(control::CommandRegistry& regis
                            if (!t) return fail(t.error());
                            auto r = undeploy(name, *t);
                            if (!r) return fail(r.error());
-                           return Json{{"service", name}, {"errors", r->errors}};
+                           return Json{{"service", name}, {"errors", r->errors}, {"undeploy_ms", r->undeploy_ms}};
                          }));
   GEARS_TRY(registry.add("services", "deployed services: halves, injected processes, hypercall counts, last log lines",
                          [this](const Json&) -> Expected<Json> { return services(); }));

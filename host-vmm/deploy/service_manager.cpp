@@ -16,6 +16,10 @@ namespace {
 constexpr size_t kLogLinesShown = 10;
 constexpr uint32_t kMaxPluginHypercalls = 0x10000;  // one service's whole number range
 
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
 // Every guest step of one deploy shares the caller's timeout.
 class Deadline {
  public:
@@ -121,7 +125,7 @@ Expected<Json> ServiceManager::deploy(std::span<const uint8_t> image, const Depl
     pending_.erase(name);
     return fail(msg);
   }
-  service->deploy_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+  service->deploy_ms = ms_since(started);
   std::lock_guard lock(mu_);
   pending_.erase(name);
   Json st = status(*service);
@@ -163,9 +167,11 @@ Expected<void> ServiceManager::load_guest_halves(Service& s, const DeployOptions
   if (s.bundle.kernel) {
     auto left = deadline.left("loading the kernel half");
     if (!left) return fail(left.error());
+    const auto started = Clock::now();
     if (auto r = inj->load_module(s.bundle.kernel->data, "", *left); !r)
       return fail("loading kernel module " + s.bundle.module_name + ": " + r.error().what());
     s.module_loaded = true;
+    s.module_ms = ms_since(started);
   }
   if (!s.bundle.user) return {};
 
@@ -173,9 +179,11 @@ Expected<void> ServiceManager::load_guest_halves(Service& s, const DeployOptions
   {
     auto left = deadline.left("writing the user half");
     if (!left) return fail(left.error());
+    const auto started = Clock::now();
     if (auto r = inj->write_file(path, s.bundle.user->data, 0644, *left); !r)
       return fail("writing the user half to " + path + ": " + r.error().what());
     s.user_path = path;
+    s.user_file_ms = ms_since(started);
   }
 
   std::vector<ProcessSelector> selectors;
@@ -252,8 +260,10 @@ Expected<UndeployReport> ServiceManager::undeploy(const std::string& service, mi
     s = std::move(it->second);
     services_.erase(it);
   }
+  const auto started = Clock::now();
   UndeployReport report;
   undo(*s, timeout, report.errors);
+  report.undeploy_ms = ms_since(started);
   return report;
 }
 
@@ -290,7 +300,7 @@ Json ServiceManager::status(const Service& s) const {
     for (auto& line : s.host->logs().last(kLogLinesShown)) log.push_back(std::move(line));
   return Json{{"service", b.name}, {"version", b.version}, {"id", b.id},        {"vmm", std::move(vmm)},
               {"kernel", std::move(kernel)}, {"user", std::move(user)}, {"log", std::move(log)},
-              {"deploy_ms", s.deploy_ms}};
+              {"deploy_ms", s.deploy_ms}, {"module_ms", s.module_ms}, {"user_file_ms", s.user_file_ms}};
 }
 
 Json ServiceManager::services() const {

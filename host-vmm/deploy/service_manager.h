@@ -58,6 +58,7 @@ struct ManagerConfig {
 
 struct UndeployReport {
   std::vector<std::string> errors;  // what could not be undone (the service is gone regardless)
+  double undeploy_ms = 0;
 };
 
 class ServiceManager {
@@ -87,7 +88,9 @@ class ServiceManager {
     std::vector<ProcessInjection> processes;  // load_library results
     std::vector<std::string> env_globs;
     std::vector<uint64_t> env_ids;
-    double deploy_ms = 0;
+    double deploy_ms = 0;     // the whole deploy, bundle checks included
+    double module_ms = 0;     // the kernel half's load_module alone
+    double user_file_ms = 0;  // writing the user half into the guest
   };
 
   Expected<void> load_vmm_half(Service& s);

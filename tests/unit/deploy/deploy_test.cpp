@@ -438,6 +438,10 @@ TEST_F(DeployTest, DeploysInOrderAndUndeploysInReverse) {
   EXPECT_EQ((*st)["user"]["injected"], 2);
   EXPECT_EQ((*st)["user"]["processes"][1]["error"], "dlopen: no such file");
   EXPECT_EQ((*st)["log"], Json::array({"started"}));
+  for (const char* timing : {"deploy_ms", "module_ms", "user_file_ms"}) {  // tests/bench/deploy-bench reads them
+    ASSERT_TRUE((*st)[timing].is_number()) << timing;
+    EXPECT_GE((*st)[timing].get<double>(), 0.0) << timing;
+  }
 
   auto r = call_answer(41);
   EXPECT_TRUE(r.handled);
@@ -720,6 +724,7 @@ TEST_F(DeployTest, ControlCommands) {
   EXPECT_FALSE(r["ok"].get<bool>());
   r = reg.handle({{"cmd", "undeploy"}, {"service", "test-svc"}});
   ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_TRUE(r["undeploy_ms"].is_number()) << r.dump();
   EXPECT_EQ(ctl::format_reply("undeploy", r), "undeployed test-svc\n");
   EXPECT_EQ(ctl::format_reply("services", reg.handle({{"cmd", "services"}})), "no services deployed\n");
   std::filesystem::remove(path);
