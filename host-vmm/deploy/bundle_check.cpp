@@ -133,7 +133,7 @@ bool valid_service_name(const std::string& name) {
 
 Expected<ServiceBundle> check_bundle(std::span<const uint8_t> image, const std::string& guest_release) {
   auto entries = bundle::read(image);
-  if (!entries) return fail("bundle: " + entries.error().what());
+  if (!entries) return fail(entries.error());  // already says "bundle: ..."
   const bundle::Entry* manifest = bundle::find(*entries, GEARS_BUNDLE_MANIFEST);
   if (!manifest) return fail("bundle has no manifest");
   ServiceBundle b;

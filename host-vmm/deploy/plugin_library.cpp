@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 
 namespace gears::vmm::deploy {
 
@@ -21,6 +22,26 @@ Expected<void> write_all(int fd, std::span<const uint8_t> data) {
   return {};
 }
 
+// glibc finds an already loaded library by its name before it looks at the file. A VMM half
+// loaded earlier under the same "/proc/self/fd/N" (fd numbers are reused) and still loaded would
+// be handed back instead of this image: a redeploy would run the OLD code with the old statics.
+// An earlier half stays loaded while a handler still runs, and for good when glibc marks it
+// NODELETE, which it does for any object with STB_GNU_UNIQUE symbols (g++ emits them, e.g. for
+// std::to_string's digit table). So the path is spelled differently ("/proc//self/fd/N", ...)
+// until no loaded library has that name; RTLD_NOLOAD then compares the file itself, a new memfd.
+constexpr int kMaxSpellings = 1024;
+
+Expected<std::string> unused_library_path(int fd) {
+  std::string path = "/proc/self/fd/" + std::to_string(fd);
+  for (int i = 0; i < kMaxSpellings; ++i) {
+    void* loaded = ::dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+    if (!loaded) return path;
+    ::dlclose(loaded);
+    path.insert(5, "/");
+  }
+  return fail("loading the VMM half: " + std::to_string(kMaxSpellings) + " earlier VMM halves are still loaded");
+}
+
 }  // namespace
 
 Expected<std::shared_ptr<PluginLibrary>> PluginLibrary::open(std::span<const uint8_t> image, const std::string& service) {
@@ -31,9 +52,13 @@ Expected<std::shared_ptr<PluginLibrary>> PluginLibrary::open(std::span<const uin
     ::close(fd);
     return fail(w.error());
   }
-  const std::string path = "/proc/self/fd/" + std::to_string(fd);
+  auto path = unused_library_path(fd);
+  if (!path) {
+    ::close(fd);
+    return fail(path.error());
+  }
   ::dlerror();
-  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  void* handle = ::dlopen(path->c_str(), RTLD_NOW | RTLD_LOCAL);
   ::close(fd);  // the mapping stays
   if (!handle) {
     const char* why = ::dlerror();

@@ -803,7 +803,7 @@ TEST_F(DeployTest, RealFileAuditBundle) {
   ASSERT_TRUE(mgr.undeploy("file-audit"));
   regs.rax = 0xf6430002;
   EXPECT_FALSE(dispatcher.dispatch(Origin::guest_kernel, 0, regs, mem).handled);
-  // Deploying again loads a fresh copy (the first was dlclosed).
+  // Deploying again loads a fresh copy (PluginLibraryTest.EveryOpenLoadsItsOwnCopy).
   EXPECT_TRUE(mgr.deploy_file(path, {}));
 
   // The wrong guest kernel: refused before anything is loaded.
@@ -812,6 +812,32 @@ TEST_F(DeployTest, RealFileAuditBundle) {
   auto bad = other.deploy_file(path, {});
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().what().find("built for kernel 6.1.0-56-amd64"), std::string::npos) << bad.error().what();
+}
+
+// Two opens of a VMM half load two copies, also when the first is still loaded (or, as glibc
+// does for objects with STB_GNU_UNIQUE symbols, never unloaded): glibc must not hand back the
+// first copy because the new memfd got the same fd number, i.e. the same "/proc/self/fd/N".
+TEST(PluginLibraryTest, EveryOpenLoadsItsOwnCopy) {
+  const std::string path = sample_bundle();
+  if (path.empty() || !std::filesystem::exists(path))
+    GTEST_SKIP() << "no file-audit.gears (build the samples or set GEARS_SAMPLE_BUNDLE)";
+  auto image = bundle::read_file(path);
+  ASSERT_TRUE(image) << image.error().what();
+  auto entries = bundle::read(*image);
+  ASSERT_TRUE(entries) << entries.error().what();
+  const bundle::Entry* vmm = bundle::find(*entries, GEARS_BUNDLE_VMM_HALF);
+  ASSERT_NE(vmm, nullptr);
+  auto first = PluginLibrary::open(vmm->data, "file-audit");
+  ASSERT_TRUE(first) << first.error().what();
+  auto second = PluginLibrary::open(vmm->data, "file-audit");
+  ASSERT_TRUE(second) << second.error().what();
+  EXPECT_NE(&(*first)->descriptor(), &(*second)->descriptor());
+  // Closed again (the copy may be unmapped, and a new one may land at its address), then opened:
+  // still not the first copy.
+  second->reset();
+  auto third = PluginLibrary::open(vmm->data, "file-audit");
+  ASSERT_TRUE(third) << third.error().what();
+  EXPECT_NE(&(*third)->descriptor(), &(*first)->descriptor());
 }
 
 }  // namespace
