@@ -86,6 +86,9 @@ function(gears_add_service)
   target_include_directories(${target}_vmm PRIVATE ${ARG_INCLUDE_DIRECTORIES})
   set_target_properties(${target}_vmm PROPERTIES PREFIX "" OUTPUT_NAME "${mod}.vmm"
     CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+  # g++ marks some inline/template statics STB_GNU_UNIQUE, which makes glibc refuse to ever
+  # unload the object: an undeployed VMM half would stay mapped (doc/deploy.md, Limits).
+  target_compile_options(${target}_vmm PRIVATE $<$<CXX_COMPILER_ID:GNU>:-fno-gnu-unique>)
 
   # 3. The guest-user half: preloaded into guest processes; exports the interposed symbols
   #    only and carries its C++ runtime so the guest needs nothing but libc.
