@@ -53,8 +53,15 @@ std::vector<uint8_t> trampoline_code(uint64_t fn, uint64_t arg3) {
 BorrowEngine::BorrowEngine(std::function<void(bool)> set_exit_all) : set_exit_all_(std::move(set_exit_all)) {}
 
 void BorrowEngine::update_busy() {
-  const bool want = !pending_.empty() || !borrows_.empty();
-  busy_.store(want, std::memory_order_relaxed);
+  busy_.store(!pending_.empty() || !borrows_.empty(), std::memory_order_relaxed);
+  // Every syscall must stop at the stub only while a job waits for a thread, or a borrowed
+  // thread is about to execute its own SYSCALL again (a continuation known by its registers,
+  // whatever number RAX then holds). Trampoline reports use the hypercall number, which always
+  // exits: during a call into user code (dlopen and the syscalls it makes) the rest of the
+  // guest runs at full speed.
+  const bool want = !pending_.empty() || std::any_of(borrows_.begin(), borrows_.end(), [](const Borrow& b) {
+    return b.wait == Borrow::Wait::syscall;
+  });
   if (want != exit_all_) {
     exit_all_ = want;
     if (set_exit_all_) set_exit_all_(want);
@@ -119,10 +126,8 @@ bool BorrowEngine::on_entry(uint32_t vcpu, VcpuRegs& regs, GuestMemory& mem, Ext
   std::lock_guard lock(mu_);
   if (Borrow* b = find(cr3, regs)) {
     const int64_t answer = static_cast<int64_t>(b->wait == Borrow::Wait::call ? regs.rsi : regs.rax);
-    if (!advance(*b, answer, regs, mem, xstate)) {
-      borrows_.remove_if([b](const Borrow& x) { return &x == b; });
-      update_busy();
-    }
+    if (!advance(*b, answer, regs, mem, xstate)) borrows_.remove_if([b](const Borrow& x) { return &x == b; });
+    update_busy();
     return true;
   }
   if (pending_.empty() && !borrows_.empty()) {
