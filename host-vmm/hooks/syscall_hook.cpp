@@ -245,14 +245,16 @@ bool SyscallHook::engine_exit(Vcpu& v, kvm_run& run) {
   kvm_regs& r = run.s.regs.regs;
   VcpuRegs regs = vcpu_regs_from_kvm(r, run.s.regs.sregs);
   VcpuXstate xs(v, xsave2_size_);
-  if (engine_->on_entry(static_cast<uint32_t>(v.id()), regs, vm_.memory(), xs)) {
+  const auto entry = engine_->on_entry(static_cast<uint32_t>(v.id()), regs, vm_.memory(), xs);
+  if (entry != inject::BorrowEngine::Entry::not_mine) {
     engine_exits_.fetch_add(1, std::memory_order_relaxed);
     kvm_regs after = r;
     apply_vcpu_regs(regs, after);
     after.rip = r.rip;  // the stub resumes at its jmp to the kernel: the call runs as set
     r = after;
     run.kvm_dirty_regs |= KVM_SYNC_X86_REGS;
-    return true;
+    // A borrow that just ended leaves the thread at its own syscall: processed as usual below.
+    if (entry == inject::BorrowEngine::Entry::owned) return true;
   }
   // Stopped only by the exit-all flag: numbers nobody selected go straight on.
   const auto nr = static_cast<uint32_t>(r.rax);

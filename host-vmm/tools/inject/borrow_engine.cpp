@@ -120,22 +120,26 @@ BorrowEngine::Borrow* BorrowEngine::find(uint64_t cr3, const VcpuRegs& regs) {
   return nullptr;
 }
 
-bool BorrowEngine::on_entry(uint32_t vcpu, VcpuRegs& regs, GuestMemory& mem, ExtendedState& xstate) {
-  if (!busy_.load(std::memory_order_relaxed)) return false;
+BorrowEngine::Entry BorrowEngine::on_entry(uint32_t vcpu, VcpuRegs& regs, GuestMemory& mem, ExtendedState& xstate) {
+  if (!busy_.load(std::memory_order_relaxed)) return Entry::not_mine;
   const uint64_t cr3 = root(regs.cr3);
   std::lock_guard lock(mu_);
   if (Borrow* b = find(cr3, regs)) {
     const int64_t answer = static_cast<int64_t>(b->wait == Borrow::Wait::call ? regs.rsi : regs.rax);
-    if (!advance(*b, answer, regs, mem, xstate)) borrows_.remove_if([b](const Borrow& x) { return &x == b; });
+    const bool still = advance(*b, answer, regs, mem, xstate);
+    if (!still) borrows_.remove_if([b](const Borrow& x) { return &x == b; });
     update_busy();
-    return true;
+    return still ? Entry::owned : Entry::given_back;
   }
   if (pending_.empty() && !borrows_.empty()) {
     reap_lost();
     update_busy();
   }
-  // A new borrow: only a plain user-mode SYSCALL that returns to user space.
-  if (pending_.empty() || regs.rcx >= kUserTop || regs.rsp >= kUserTop || regs.rcx < 2) return false;
+  // A new borrow: only a plain user-mode SYSCALL that returns to user space, and not a gears
+  // hypercall (the dispatcher answers those without the kernel).
+  if (pending_.empty() || regs.rcx >= kUserTop || regs.rsp >= kUserTop || regs.rcx < 2 ||
+      static_cast<uint32_t>(regs.rax) == GEARS_SYSCALL_NR)
+    return Entry::not_mine;
   Candidate c{vcpu, cr3, regs.rax, &regs};
   for (auto it = pending_.begin(); it != pending_.end(); ++it) {
     auto job = *it;
@@ -148,7 +152,7 @@ bool BorrowEngine::on_entry(uint32_t vcpu, VcpuRegs& regs, GuestMemory& mem, Ext
       // Without the extended state the thread cannot be given back intact: do not borrow it.
       job->finished(c, fail("cannot save the thread's FPU/SSE state: " + saved_x.error().what()));
       update_busy();
-      return false;
+      return Entry::not_mine;
     }
     Borrow& b = borrows_.emplace_back();
     b.job = std::move(job);
@@ -160,11 +164,12 @@ bool BorrowEngine::on_entry(uint32_t vcpu, VcpuRegs& regs, GuestMemory& mem, Ext
     b.chain = std::move(*chain);
     b.since = clock::now();
     ++stats_.borrows;
-    if (!advance(b, 0, regs, mem, xstate)) borrows_.pop_back();
+    const bool still = advance(b, 0, regs, mem, xstate);
+    if (!still) borrows_.pop_back();
     update_busy();
-    return true;
+    return still ? Entry::owned : Entry::given_back;
   }
-  return false;
+  return Entry::not_mine;
 }
 
 void BorrowEngine::as_syscall(Borrow& b, VcpuRegs& regs, uint64_t nr, const std::array<uint64_t, 6>& a) const {

@@ -93,9 +93,14 @@ class BorrowEngine {
   void cancel(const std::shared_ptr<Job>& job, std::chrono::milliseconds lost_after = std::chrono::seconds(30));
 
   // From the KVM glue at every stub exit, on the vCPU thread, before any other processing.
-  // True: the engine owns this entry (a borrowed thread's continuation, or a new borrow) and
-  // may have changed `regs`; the caller writes the general registers back and does nothing else.
-  bool on_entry(uint32_t vcpu, VcpuRegs& regs, GuestMemory& mem, ExtendedState& xstate);
+  enum class Entry {
+    not_mine,    // carry on as usual
+    owned,       // a borrowed thread's step (or a new borrow): write `regs` back, nothing else
+    given_back,  // a borrow ended here: `regs` are the thread's own again (write them back),
+                 // and its original syscall now gets the usual processing (listeners,
+                 // hypercall dispatch) as if it had just arrived
+  };
+  Entry on_entry(uint32_t vcpu, VcpuRegs& regs, GuestMemory& mem, ExtendedState& xstate);
 
   bool busy() const { return busy_.load(std::memory_order_relaxed); }
   EngineStats stats() const;

@@ -138,7 +138,7 @@ class BorrowEngineTest : public ::testing::Test {
     const VcpuRegs original = thread_at_entry();
     VcpuRegs r = original;
     for (int i = 0; i < 100; ++i) {
-      const bool owned = e.on_entry(0, r, mem, xs);
+      const bool owned = e.on_entry(0, r, mem, xs) != BorrowEngine::Entry::not_mine;
       if (!owned && i == 0) return false;
       auto next = kernel_and_user(r, original);
       if (!next) return true;
@@ -228,12 +228,24 @@ TEST_F(BorrowEngineTest, OtherThreadsPassWhileAThreadIsBorrowed) {
   e.submit(job);
   FakeXstate xs;
   VcpuRegs r = thread_at_entry();
-  ASSERT_TRUE(e.on_entry(0, r, mem, xs));  // borrowed: now asking for mmap
+  ASSERT_EQ(e.on_entry(0, r, mem, xs), BorrowEngine::Entry::owned);  // borrowed: now asking for mmap
   EXPECT_EQ(r.rax, kSysMmap);
   VcpuRegs other = thread_at_entry();
   other.rsp = kUserRsp - 0x10000;  // another thread of the same process
-  EXPECT_FALSE(e.on_entry(1, other, mem, xs));
+  EXPECT_EQ(e.on_entry(1, other, mem, xs), BorrowEngine::Entry::not_mine);
   EXPECT_EQ(other.rax, 35u);
+}
+
+TEST_F(BorrowEngineTest, GearsHypercallsAreNeverBorrowed) {
+  BorrowEngine e(nullptr);
+  auto job = std::make_shared<RecordingJob>();
+  job->make = getpid_only;
+  e.submit(job);
+  FakeXstate xs;
+  VcpuRegs r = thread_at_entry();
+  r.rax = GEARS_SYSCALL_NR;
+  EXPECT_EQ(e.on_entry(0, r, mem, xs), BorrowEngine::Entry::not_mine);
+  EXPECT_FALSE(job->taken);
 }
 
 TEST_F(BorrowEngineTest, CancelForgetsALostBorrow) {
@@ -243,7 +255,7 @@ TEST_F(BorrowEngineTest, CancelForgetsALostBorrow) {
   e.submit(job);
   FakeXstate xs;
   VcpuRegs r = thread_at_entry();
-  ASSERT_TRUE(e.on_entry(0, r, mem, xs));
+  ASSERT_EQ(e.on_entry(0, r, mem, xs), BorrowEngine::Entry::owned);
   e.cancel(job, std::chrono::milliseconds(0));
   ASSERT_TRUE(job->result);
   EXPECT_FALSE(*job->result);
@@ -258,13 +270,13 @@ TEST_F(BorrowEngineTest, FailedMmapEndsTheChainWithItsError) {
   e.submit(job);
   FakeXstate xs;
   VcpuRegs r = thread_at_entry();
-  ASSERT_TRUE(e.on_entry(0, r, mem, xs));
+  ASSERT_EQ(e.on_entry(0, r, mem, xs), BorrowEngine::Entry::owned);
   ASSERT_EQ(r.rax, kSysMmap);
   // The thread re-executes its SYSCALL with RAX = -ENOMEM.
   r.rax = static_cast<uint64_t>(-ENOMEM);
   r.rcx = kUserRip;
   r.rsp = kUserRsp;
-  EXPECT_TRUE(e.on_entry(0, r, mem, xs));
+  EXPECT_EQ(e.on_entry(0, r, mem, xs), BorrowEngine::Entry::given_back);
   EXPECT_EQ(r.rax, 35u);  // given back at once: no scratch to unmap
   EXPECT_EQ(r.rcx, kUserRip);
   ASSERT_TRUE(job->result);
