@@ -142,18 +142,14 @@ Expected<uint64_t> SyscallHook::ensure_stub(Vcpu& v, uint64_t entry) {
   p.original_entry = entry;
   p.count = tool_.count();
   p.hypercall_nr = GEARS_SYSCALL_NR;
-  p.swapgs_at_exit = cfg_.swapgs_at_exit;
   p.allow_indirect = false;  // a direct jmp: no steerable indirect branch before the kernel's mitigations
   auto stub = syscall_exit::generate_stub(p);
   if (!stub) return fail_off(stub.error().what());
   if (stub->bytes.size() > kSysretOffset) return fail_off("the syscall stub overlaps its sysretq slot");
   if (auto w = mem.write(cfg_.stub_gpa, stub->bytes); !w) return fail_off(w.error().what());
   // The user-hypercall return path: `sysretq` (REX.W 0F 07) at a fixed offset of the stub page.
-  // With swapgs_at_exit the `out` ran with the kernel GS: swap back first.
   const uint8_t sysretq[] = {0x48, 0x0F, 0x07, 0xCC};
-  const uint8_t swapgs_sysretq[] = {0x0F, 0x01, 0xF8, 0x48, 0x0F, 0x07, 0xCC};
-  auto slot_code = stub->swapgs_at_exit ? std::span<const uint8_t>(swapgs_sysretq) : std::span<const uint8_t>(sysretq);
-  if (auto w = mem.write(cfg_.stub_gpa + kSysretOffset, slot_code); !w) return fail_off(w.error().what());
+  if (auto w = mem.write(cfg_.stub_gpa + kSysretOffset, sysretq); !w) return fail_off(w.error().what());
   if (auto m = syscall_exit::map_stub(mem, *slot, cfg_.stub_pt_gpa, cfg_.stub_gpa); !m) return fail_off(m.error().what());
   auto bits = mem.span(cfg_.stub_gpa + stub->bitmap_offset, stub->bitmap_bytes);
   if (!bits) return fail_off(bits.error().what());

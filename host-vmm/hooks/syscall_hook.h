@@ -39,8 +39,6 @@ struct SyscallHookConfig {
   // The stub is mapped at the guest's LSTAR write either way; this says whether LSTAR points
   // at it from the start (armed) or only once set_armed(true) (deploy, gearsctl) asks.
   bool armed_at_boot = true;
-  // SWAPGS around the stub's exit (stub_codegen.h); GEARS_STUB_SWAPGS=0 turns it off for A/B runs.
-  bool swapgs_at_exit = true;
   bool returns = false;      // syscall exit events (ReturnTrap)
   // Low reserved memory (e820 reserved [0x9fc00, 1 MiB), always in the kernel's direct map):
   // the stub's page table and the stub page itself.

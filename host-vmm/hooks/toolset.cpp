@@ -114,8 +114,6 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
   SyscallHookConfig hc;
   hc.syscall_exit = o.stub_ready;
   hc.armed_at_boot = o.syscall_exit;
-  // A diagnostic knob (doc/toolset.md, "Known problem"): the stub without SWAPGS around its exit.
-  if (const char* e = std::getenv("GEARS_STUB_SWAPGS"); e && std::string(e) == "0") hc.swapgs_at_exit = false;
   hc.returns = o.syscall_returns;
   hc.guest_cmdline = guest_cmdline;
   hc.cpu_is_amd = cpu_is_amd;

@@ -85,12 +85,9 @@ Expected<Stub> generate_stub(const StubParams& p) {
   // hit: out port, al
   const uint32_t hit = e.here();
   if (p.exit_all_flag && !e.patch8(to_hit_all, hit)) return fail("stub layout error (exit-all)");
-  if (p.swapgs_at_exit) e.bytes({0x0F, 0x01, 0xF8});
   s.exit_offset = e.here();
   e.bytes({0xE6, p.port});
   s.resume_offset = e.here();
-  if (p.swapgs_at_exit) e.bytes({0x0F, 0x01, 0xF8});
-  s.swapgs_at_exit = p.swapgs_at_exit;
   // orig: jmp original_entry
   const uint32_t orig = e.here();
   const int64_t direct_disp = static_cast<int64_t>(p.original_entry - (p.stub_gva + orig + 5));

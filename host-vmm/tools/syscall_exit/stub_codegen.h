@@ -15,10 +15,7 @@
 //           jae  high                   ; 73 rel8
 //           bt   [rip+bitmap], eax      ; 0F A3 05 disp32
 //           jae  orig                   ; 73 rel8   (CF clear: not selected)
-//   hit:   [swapgs]                     ; 0F 01 F8  (optional) the exit is taken with the kernel
-//                                       ;   GS, as every other exit from kernel mode is
-//           out  port, al               ; E6 ib     <- the VMM sees KVM_EXIT_IO here
-//          [swapgs]                     ; 0F 01 F8  back to the user GS the kernel entry expects
+//   hit:    out  port, al               ; E6 ib     <- the VMM sees KVM_EXIT_IO here
 //   orig:   jmp  original_entry         ; E9 rel32, or FF 25 disp32 (jmp [rip+target])
 //   high:   cmp  eax, hypercall_nr      ; 3D imm32  the guest-user hypercall (abi/hypercall.h)
 //           je   hit                    ; 74 rel8
@@ -52,11 +49,6 @@ struct StubParams {
   bool allow_indirect = true;      // if the entry is out of rel32 reach, use jmp [rip+target]
   bool endbr64 = true;             // start with ENDBR64 (kernel IBT treats SYSCALL as a branch)
   bool exit_all_flag = true;       // test a flag byte first (the injection engine's exit-all)
-  // SWAPGS around the `out`: the VM exit then happens in the usual kernel-mode GS state
-  // (GS = kernel per-CPU base, KERNEL_GS_BASE = user) instead of the SYSCALL-entry window's
-  // swapped one. The emulated SVM of the QEMU/TCG test host mishandles exits taken in that
-  // window (doc/toolset.md, "Known problem"). The VMM's SYSRET slot must then SWAPGS too.
-  bool swapgs_at_exit = true;
 };
 
 struct Stub {
@@ -66,7 +58,6 @@ struct Stub {
   uint32_t bitmap_offset = 0;
   uint32_t bitmap_bytes = 0;
   uint32_t flag_offset = 0;     // the exit-all flag byte (0 when exit_all_flag is off)
-  bool swapgs_at_exit = false;  // the `out` runs with the kernel GS (see StubParams)
   bool direct_jump = true;      // false: indirect jmp through the 8-byte target slot
 };
 

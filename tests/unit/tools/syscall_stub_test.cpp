@@ -65,7 +65,6 @@ TEST(SyscallStub, DirectLayoutBytes) {
   p.original_entry = kKernelEntry;
   p.endbr64 = false;  // offsets below count from the cmp
   p.exit_all_flag = false;  // the exit-all prefix has its own test
-  p.swapgs_at_exit = false;
   auto s = generate_stub(p);
   ASSERT_TRUE(s) << s.error().what();
   const auto& b = s->bytes;
@@ -98,7 +97,6 @@ TEST(SyscallStub, FarEntryUsesIndirectJumpOrFails) {
   p.original_entry = kKernelEntry;
   p.endbr64 = false;
   p.exit_all_flag = false;
-  p.swapgs_at_exit = false;
   auto s = generate_stub(p);
   ASSERT_TRUE(s) << s.error().what();
   EXPECT_FALSE(s->direct_jump);
@@ -130,13 +128,10 @@ TEST(SyscallStub, StartsWithEndbr64ByDefault) {
   EXPECT_EQ(s->bytes[10], 0x00);
   EXPECT_EQ(11 + disp, static_cast<int32_t>(s->flag_offset));
   EXPECT_EQ(s->bytes[11], 0x75);
-  EXPECT_EQ(13 + static_cast<int8_t>(s->bytes[12]), 29);  // jne hit (the swapgs before the out)
+  EXPECT_EQ(13 + static_cast<int8_t>(s->bytes[12]), static_cast<int>(s->exit_offset));  // jne hit
   EXPECT_EQ(s->bytes[13], 0x3D);
-  // hit: swapgs ; out ; swapgs
-  EXPECT_EQ(std::vector<uint8_t>(s->bytes.begin() + 29, s->bytes.begin() + 37),
-            (std::vector<uint8_t>{0x0F, 0x01, 0xF8, 0xE6, 0xE7, 0x0F, 0x01, 0xF8}));
-  EXPECT_EQ(s->exit_offset, 32u);
-  EXPECT_EQ(s->resume_offset, 34u);
+  EXPECT_EQ(s->exit_offset, 29u);
+  EXPECT_EQ(s->bytes[29], 0xE6);
   EXPECT_EQ(s->bytes[s->flag_offset], 0);
 }
 
@@ -228,7 +223,6 @@ class StubRun : public ::testing::Test {
     if (!page_) return false;
     p.stub_gva = reinterpret_cast<uintptr_t>(page_);
     p.original_entry = landing;
-    p.swapgs_at_exit = false;  // SWAPGS faults at CPL 3: the host run cannot execute it
     p.allow_indirect = !near;
     auto s = generate_stub(p);
     if (!s) return false;
