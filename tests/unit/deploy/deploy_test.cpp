@@ -780,7 +780,7 @@ TEST_F(DeployTest, RealFileAuditBundle) {
   EXPECT_EQ((*st)["service"], "file-audit");
   EXPECT_EQ((*st)["kernel"]["module"], "gears_file_audit");
   EXPECT_EQ((*st)["vmm"]["hypercalls"], Json::array({"0xf6430001", "0xf6430002"}));
-  EXPECT_EQ((*st)["log"], Json::array({"file-audit: started"}));
+  EXPECT_EQ((*st)["log"], Json::array({"started"}));
   EXPECT_EQ(inj.calls[3], "load_library:exe=sh:/run/gears-file-audit.user.so");
 
   // report_kernel_opens(count) from the guest kernel: handled by the plugin's code.

@@ -39,7 +39,7 @@ static gears::vmm::ServiceHost* service_host;
 #line 42 "file_audit.cpp"
 int start(gears::vmm::ServiceHost& host) {
   service_host = &host;
-  host.log("file-audit: started");
+  host.log("started");  // gears-vmm adds "file-audit: " (the service name)
   return 0;
 }
 
@@ -49,7 +49,7 @@ int report_open(const OpenEvent& ev) {
   std::lock_guard<std::mutex> lock(log_mutex);
   uint64_t seen = ++opens_by_path[path];
   if (service_host)
-    service_host->log("file-audit: pid " + std::to_string(ev.pid) + " opened " + path + " -> " +
+    service_host->log("pid " + std::to_string(ev.pid) + " opened " + path + " -> " +
                       std::to_string(ev.result) + " (" + std::to_string(seen) + " times)");
   return static_cast<int>(seen & 0x7fffffff);
 }
