@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -63,6 +64,8 @@ class Dpdk final : public DpdkBackend, public std::enable_shared_from_this<Dpdk>
   Dpdk(DpdkOptions opts, uint16_t port, rte_mempool* pool, MacAddress mac)
       : opts_(std::move(opts)), port_(port), pool_(pool), mac_(mac) {
     for (const auto& [ip, m] : opts_.neighbors) neighbors_[ip] = {m, true};
+    uint16_t mtu = 0;
+    if (rte_eth_dev_get_mtu(port_, &mtu) == 0) mtu_ = mtu;
   }
   ~Dpdk() override {
     stop();
@@ -156,6 +159,17 @@ class Dpdk final : public DpdkBackend, public std::enable_shared_from_this<Dpdk>
   SendStatus queue_udp_locked(const MacAddress& dst, const Endpoint& to, std::span<const uint8_t> packet) {
     const size_t len = kOuterHeaders + packet.size();
     if (len > RTE_MBUF_DEFAULT_DATAROOM) return SendStatus::kError;
+    // Unlike the kernel's UDP socket, nothing here fragments: an outer packet above the link
+    // MTU would be dropped silently by the device (af_packet refuses it). Refuse it here, where
+    // the switch counts it, and say once how to size the guest NIC.
+    if (mtu_ && len - 14 > mtu_) {
+      if (!mtu_warned_.exchange(true))
+        std::fprintf(stderr, "gears-vmm: overlay (dpdk): a %zu-byte overlay packet exceeds the link MTU %u by %zu bytes "
+                     "once encapsulated: lower the guest NIC mtu by at least that much (1446 fits a 1500-byte "
+                     "link); the DPDK backend does not fragment\n",
+                     packet.size(), static_cast<unsigned>(mtu_), len - 14 - mtu_);
+      return SendStatus::kError;
+    }
     uint8_t* data = nullptr;
     rte_mbuf* m = alloc(len, &data);
     if (!m) return SendStatus::kNoBuffer;
@@ -238,6 +252,8 @@ class Dpdk final : public DpdkBackend, public std::enable_shared_from_this<Dpdk>
   const uint16_t port_;
   rte_mempool* const pool_;
   const MacAddress mac_;
+  uint16_t mtu_ = 0;  // the port's MTU (0: unknown, no check)
+  std::atomic<bool> mtu_warned_{false};
 
   std::mutex mu_;  // neighbours, waiting packets, the TX queue
   std::map<uint32_t, Neighbor> neighbors_;
