@@ -18,10 +18,18 @@
  *   doorbell PORT [ping]            ioperm(PORT) + `outl` with EAX = ping's number, from user mode
  *                                   ([ping]: one user hypercall first); prints the RAX it got back
  *   env NAME                        prints "GEARS-ENV NAME=<value>" (or <unset>)
+ *   udpsend IP PORT SIZE SECONDS    sends SIZE-byte UDP datagrams to IP:PORT as fast as it can for
+ *                                   SECONDS; prints "GEARS-UDPSEND sent=N failed=F pps=R"
+ *   udprecv PORT SECONDS            counts datagrams arriving on PORT from the first one for
+ *                                   SECONDS (or until 2 s of silence; 120 s without any); prints
+ *                                   "GEARS-UDPRECV got=N bytes=B pps=R"
+ *                                   (the packet-rate benchmark: busybox has no generator)
  *   true                            exits 0
  * Hypercalls are gears-vmm's service-0 calls (host-vmm/hooks/builtin_hypercalls.h). */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,7 +37,9 @@
 #include <string.h>
 #include <sys/io.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -226,6 +236,70 @@ static int forkexec(long n, const char* path) {
   return 0;
 }
 
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int udpsend(const char* ip, int port, int size, int seconds) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  char buf[65536];
+  if (fd < 0 || inet_pton(AF_INET, ip, &to.sin_addr) != 1 || size < 1 || size > (int)sizeof buf) {
+    fprintf(stderr, "udpsend: bad socket/address/size\n");
+    return 1;
+  }
+  memset(buf, 0x47, (size_t)size);
+  long sent = 0, failed = 0;
+  const double start = now_s(), end = start + seconds;
+  double t = start;
+  while (t < end) {
+    for (int i = 0; i < 256; ++i) {
+      if (sendto(fd, buf, (size_t)size, 0, (struct sockaddr*)&to, sizeof to) == size) ++sent;
+      else ++failed;
+    }
+    t = now_s();
+  }
+  printf("GEARS-UDPSEND sent=%ld failed=%ld pps=%.0f\n", sent, failed, (double)sent / (t - start));
+  return 0;
+}
+
+static int udprecv(int port, int seconds) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in at = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  int rcv = 4 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+  if (fd < 0 || bind(fd, (struct sockaddr*)&at, sizeof at) != 0) {
+    perror("udprecv: bind");
+    return 1;
+  }
+  struct timeval tv = {.tv_sec = 2};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  printf("GEARS-UDPRECV ready port=%d\n", port);
+  char buf[65536];
+  long got = 0, bytes = 0;
+  double first = 0, last = 0;
+  const double give_up = now_s() + 120;  // no sender at all
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0) {
+      if (got || now_s() > give_up) break;  // 2 s of silence after traffic: the sender is done
+      if (errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      perror("udprecv: recv");
+      return 1;
+    }
+    last = now_s();
+    if (!got) first = last;
+    ++got;
+    bytes += n;
+    if (last - first >= seconds) break;
+  }
+  const double span = last - first;
+  printf("GEARS-UDPRECV got=%ld bytes=%ld pps=%.0f\n", got, bytes, span > 0 ? (double)(got - 1) / span : 0.0);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc >= 2 && strcmp(argv[1], "true") == 0) return 0;
@@ -252,6 +326,8 @@ int main(int argc, char** argv) {
     printf("GEARS-ENV %s=%s\n", argv[2], v ? v : "<unset>");
     return 0;
   }
-  fprintf(stderr, "usage: gears-testprog bench|probe|retprobe|spin|hcfuzz|forkexec|doorbell|env|true ...\n");
+  if (argc >= 6 && strcmp(argv[1], "udpsend") == 0) return udpsend(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+  if (argc >= 4 && strcmp(argv[1], "udprecv") == 0) return udprecv(atoi(argv[2]), atoi(argv[3]));
+  fprintf(stderr, "usage: gears-testprog bench|probe|retprobe|spin|hcfuzz|forkexec|doorbell|env|udpsend|udprecv|true ...\n");
   return 2;
 }
