@@ -289,7 +289,10 @@ TEST(KernelRelease, HostileHeadersAreErrors) {
 
 TEST(KernelRelease, RealGuestKernelWhenPresent) {
   const char* path = std::getenv("GEARS_GUEST_KERNEL");
-  if (!path) GTEST_SKIP() << "set GEARS_GUEST_KERNEL to a bzImage to check a real one";
+#ifdef GEARS_DEFAULT_GUEST_KERNEL
+  if (!path && ::access(GEARS_DEFAULT_GUEST_KERNEL, R_OK) == 0) path = GEARS_DEFAULT_GUEST_KERNEL;
+#endif
+  if (!path) GTEST_SKIP() << "no guest kernel built (or set GEARS_GUEST_KERNEL to a bzImage)";
   auto file = x86::read_file(path, "kernel");
   ASSERT_TRUE(file);
   auto r = x86::kernel_release(*file);
