@@ -20,6 +20,15 @@ struct ProcessSelector {
   int64_t pid = -1;     // Kind::pid
   std::string pattern;  // exe_glob: fnmatch over the exe path and its basename;
                         // maps_library: a library soname/basename, e.g. "libc.so.6"
+  std::vector<int64_t> exclude_pids;  // never these (already injected by another selector)
+
+  static ProcessSelector of(Kind kind, int64_t pid, std::string pattern) {
+    ProcessSelector s;
+    s.kind = kind;
+    s.pid = pid;
+    s.pattern = std::move(pattern);
+    return s;
+  }
 };
 
 // The outcome for one process.

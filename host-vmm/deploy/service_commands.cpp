@@ -29,7 +29,7 @@ Expected<DeployOptions> deploy_options(const Json& req) {
   if (req.contains("pid")) {
     const int64_t pid = req.at("pid").get<int64_t>();
     if (pid <= 0 || pid > INT32_MAX) return fail("\"pid\" must be a positive process id");
-    o.selector = ProcessSelector{ProcessSelector::Kind::pid, pid, ""};
+    o.selector = ProcessSelector::of(ProcessSelector::Kind::pid, pid, "");
     ++given;
   }
   for (const auto& [key, kind] : {std::pair{"exe", ProcessSelector::Kind::exe_glob},
@@ -37,7 +37,7 @@ Expected<DeployOptions> deploy_options(const Json& req) {
     if (!req.contains(key)) continue;
     std::string pattern = req.at(key).get<std::string>();
     if (pattern.empty() || pattern.size() > 4096) return fail(std::string("\"") + key + "\" must be a non-empty string");
-    o.selector = ProcessSelector{kind, -1, std::move(pattern)};
+    o.selector = ProcessSelector::of(kind, -1, std::move(pattern));
     ++given;
   }
   if (given > 1) return fail("give at most one of \"pid\", \"exe\", \"library\"");

@@ -190,17 +190,16 @@ Expected<void> ServiceManager::load_guest_halves(Service& s, const DeployOptions
   if (options.selector) {
     selectors.push_back(*options.selector);
   } else {
-    for (const auto& prog : s.bundle.programs) selectors.push_back({ProcessSelector::Kind::exe_glob, -1, prog});
+    for (const auto& prog : s.bundle.programs) selectors.push_back(ProcessSelector::of(ProcessSelector::Kind::exe_glob, -1, prog));
   }
-  for (const auto& sel : selectors) {
+  for (auto sel : selectors) {
     auto left = deadline.left("injecting the user half");
     if (!left) return fail(left.error());
+    // A process two selectors match (a manifest naming "cat" and "*cat") gets the half once.
+    for (const auto& p : s.processes) sel.exclude_pids.push_back(p.pid);
     auto r = inj->load_library(sel, path, kUserAttachSymbol, *left);
     if (!r) return fail("injecting the user half: " + r.error().what());
-    for (auto& p : *r) {
-      // Two selectors can match one process; the injector loaded it again (dlopen counts).
-      s.processes.push_back(std::move(p));
-    }
+    for (auto& p : *r) s.processes.push_back(std::move(p));
   }
 
   // New processes: the manifest's programs, else the caller's exe glob.

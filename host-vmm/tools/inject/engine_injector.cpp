@@ -187,6 +187,7 @@ class LibraryJob : public Job, public std::enable_shared_from_this<LibraryJob> {
 }  // namespace
 
 bool selector_matches(const deploy::ProcessSelector& sel, const GuestProcess& p) {
+  if (std::find(sel.exclude_pids.begin(), sel.exclude_pids.end(), p.pid) != sel.exclude_pids.end()) return false;
   switch (sel.kind) {
     case deploy::ProcessSelector::Kind::pid:
       return p.pid == sel.pid;

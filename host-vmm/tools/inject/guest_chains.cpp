@@ -9,7 +9,7 @@ namespace gears::vmm::inject {
 namespace {
 
 constexpr uint64_t kOWronly = 01, kOCreat = 0100, kOTrunc = 01000, kODirectory = 0200000, kOCloexec = 02000000,
-                   kONonblock = 04000, kRtldNow = 2;
+                   kONonblock = 04000, kONofollow = 0400000, kRtldNow = 2;
 constexpr uint64_t kPathMax = 4096, kDentsBuf = 32 * 1024, kMapsMax = 256 * 1024, kMaxProcesses = 4096;
 constexpr int64_t kEexist = -17, kEintr = -4;
 
@@ -111,7 +111,9 @@ Chain write_file_chain(ChainContext& cx, std::string path, std::shared_ptr<const
   }
   GEARS_CO_TRY_VOID(cx.write_string(a, path));
   GEARS_CO_TRY_VOID(cx.write(a + kPathMax, *data));
-  int64_t fd = co_await cx.syscall(sys::openat, sys::at_fdcwd, a, kOWronly | kOCreat | kOTrunc | kOCloexec, mode);
+  // O_NOFOLLOW: a symlink planted at the path by a guest user is not followed as root.
+  int64_t fd = co_await cx.syscall(sys::openat, sys::at_fdcwd, a, kOWronly | kOCreat | kOTrunc | kOCloexec | kONofollow,
+                                   mode);
   if (fd < 0) co_return fail("open " + path + ": " + errno_text(fd));
   uint64_t done = 0;
   int64_t err = 0;

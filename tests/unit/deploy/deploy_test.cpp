@@ -5,6 +5,8 @@
 // binary's build tree); the real injector is tested on a real guest.
 #include <elf.h>
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <unistd.h>
 
 #include <cerrno>
@@ -170,7 +172,11 @@ class FakeInjector final : public GuestInjector {
                              : sel.kind == ProcessSelector::Kind::exe_glob ? "exe=" + sel.pattern
                                                                            : "library=" + sel.pattern;
     GEARS_TRY(step("load_library:" + what + ":" + path));
-    return matches;
+    std::vector<ProcessInjection> found;  // as the real injector: excluded pids are left alone
+    for (const auto& m : matches)
+      if (std::find(sel.exclude_pids.begin(), sel.exclude_pids.end(), m.pid) == sel.exclude_pids.end())
+        found.push_back(m);
+    return found;
   }
   Expected<std::vector<ProcessInjection>> unload_library(const std::vector<ProcessInjection>& loaded,
                                                          const std::string& detach, milliseconds) override {
@@ -437,8 +443,10 @@ TEST_F(DeployTest, DeploysInOrderAndUndeploysInReverse) {
   EXPECT_EQ((*st)["vmm"]["state"], "loaded");
   EXPECT_EQ((*st)["kernel"]["state"], "loaded");
   EXPECT_EQ((*st)["user"]["state"], "written");
-  EXPECT_EQ((*st)["user"]["processes"].size(), 4u);  // two selectors, two matches each
-  EXPECT_EQ((*st)["user"]["injected"], 2);
+  // Two selectors match the same two processes: each is injected once (the second selector
+  // excludes the pids of the first).
+  EXPECT_EQ((*st)["user"]["processes"].size(), 2u);
+  EXPECT_EQ((*st)["user"]["injected"], 1);
   EXPECT_EQ((*st)["user"]["processes"][1]["error"], "dlopen: no such file");
   EXPECT_EQ((*st)["log"], Json::array({"started"}));
   for (const char* timing : {"deploy_ms", "module_ms", "user_file_ms"}) {  // tests/bench/deploy-bench reads them
@@ -455,7 +463,7 @@ TEST_F(DeployTest, DeploysInOrderAndUndeploysInReverse) {
   auto u = mgr.undeploy("test-svc");
   ASSERT_TRUE(u);
   EXPECT_TRUE(u->errors.empty());
-  EXPECT_EQ(inj.calls, (std::vector<std::string>{"remove_exec_env:100", "remove_exec_env:101", "unload_library:2",
+  EXPECT_EQ(inj.calls, (std::vector<std::string>{"remove_exec_env:100", "remove_exec_env:101", "unload_library:1",
                                                  "remove_file:" + path, "unload_module:gears_test_svc"}));
   for (const auto& p : inj.unloaded) EXPECT_TRUE(p.ok);
   EXPECT_FALSE(call_answer(1).handled);
@@ -466,7 +474,7 @@ TEST_F(DeployTest, DeploysInOrderAndUndeploysInReverse) {
 TEST_F(DeployTest, SelectorFromTheCallerReplacesTheManifestPrograms) {
   ServiceManager mgr(config());
   DeployOptions o;
-  o.selector = ProcessSelector{ProcessSelector::Kind::pid, 77, ""};
+  o.selector = ProcessSelector::of(ProcessSelector::Kind::pid, 77, "");
   ASSERT_TRUE(mgr.deploy(make_bundle(manifest()), o));
   EXPECT_EQ(inj.calls[2], "load_library:pid=77:/run/gears-test-svc.user.so");
   EXPECT_EQ(inj.calls.size(), 5u);  // one load_library, env rules still per program
@@ -505,7 +513,7 @@ TEST_F(DeployTest, EachFailureUndoesWhatWasDone) {
       {"write_file", {"unload_module:gears_test_svc"}},
       {"load_library:exe=sh", {"unload_library:1", "remove_file:" + path, "unload_module:gears_test_svc"}},
       {"add_exec_env:sh",
-       {"remove_exec_env:100", "unload_library:2", "remove_file:" + path, "unload_module:gears_test_svc"}},
+       {"remove_exec_env:100", "unload_library:1", "remove_file:" + path, "unload_module:gears_test_svc"}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.fail_at);
