@@ -72,27 +72,20 @@ Expected<uint64_t> SyscallSubscriptions::add_process(const std::string& owner, P
 }
 
 void SyscallSubscriptions::remove(uint64_t id) {
-  std::vector<uint32_t> release;
-  {
-    std::lock_guard lock(mu_);
-    auto next = std::make_shared<Table>();
-    for (const auto& s : *table_) {
-      if (s.id == id) release.insert(release.end(), s.numbers.begin(), s.numbers.end());
-      else next->push_back(s);
-    }
-    replace(std::move(next));
-  }
-  if (exits_)
-    for (uint32_t nr : release) exits_->release(nr);
+  remove_where([id](const Subscription& s) { return s.id == id; });
 }
 
 void SyscallSubscriptions::remove_owner(const std::string& owner) {
+  remove_where([&owner](const Subscription& s) { return s.owner == owner; });
+}
+
+void SyscallSubscriptions::remove_where(const std::function<bool(const Subscription&)>& gone) {
   std::vector<uint32_t> release;
   {
     std::lock_guard lock(mu_);
     auto next = std::make_shared<Table>();
     for (const auto& s : *table_) {
-      if (s.owner == owner) release.insert(release.end(), s.numbers.begin(), s.numbers.end());
+      if (gone(s)) release.insert(release.end(), s.numbers.begin(), s.numbers.end());
       else next->push_back(s);
     }
     replace(std::move(next));

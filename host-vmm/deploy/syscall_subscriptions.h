@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -61,6 +62,7 @@ class SyscallSubscriptions {
 
   std::shared_ptr<const Table> snapshot() const;
   void replace(std::shared_ptr<const Table> next);  // under mu_
+  void remove_where(const std::function<bool(const Subscription&)>& gone);  // releases their numbers
 
   syscall_exit::SyscallExitTool* exits_;
   std::atomic<bool> process_events_{false};
