@@ -170,13 +170,13 @@ bool SyscallHook::on_lstar_write(Vcpu& v, uint64_t value) {
   if (id < nvcpus_) guest_lstar_[id].store(value);
   uint64_t target = value;
   bool hooked = false;
-  // The stub is mapped either way (so that set_armed can point LSTAR at it later); LSTAR
-  // follows the current choice.
-  if (auto s = ensure_stub(v, value)) {
-    if (armed_.load()) {
-      target = *s;
-      hooked = true;
-    }
+  // Disarmed, the guest is left exactly as it is (not even the stub page is mapped):
+  // set_armed(true) maps it later, at run time.
+  if (!armed_.load()) {
+    // LSTAR as the guest asked
+  } else if (auto s = ensure_stub(v, value)) {
+    target = *s;
+    hooked = true;
   } else {
     log("syscall exiting unavailable on vCPU " + std::to_string(v.id()) + ": " + s.error().what());
   }
@@ -314,11 +314,27 @@ bool SyscallHook::on_doorbell(Vcpu& v, kvm_run& run) {
 }
 
 Expected<control::Json> SyscallHook::set_armed(bool on) {
-  const uint64_t stub = stub_gva_.load();
-  if (!cfg_.syscall_exit || stub == 0) {
+  if (!cfg_.syscall_exit) {
     std::lock_guard lock(mu_);
     return fail("the syscall stub is not installed (" + status_ + ")");
   }
+  if (on && stub_gva_.load() == 0) {
+    // First arming at run time: map the stub now, through the first vCPU that has set up
+    // SYSCALL (the kernel half of every address space shares the page tables it writes).
+    for (auto& v : *vcpus_) {
+      const auto id = static_cast<size_t>(v->id());
+      const uint64_t guest = id < nvcpus_ ? guest_lstar_[id].load() : 0;
+      if (guest == 0) continue;
+      auto result = std::make_shared<Expected<uint64_t>>(fail("not run"));
+      auto fut = v->run_on_thread([this, guest, result](Vcpu& self) { *result = ensure_stub(self, guest); });
+      if (fut.wait_for(std::chrono::seconds(5)) != std::future_status::ready)
+        return fail("vCPU " + std::to_string(id) + " did not answer within 5 s (is the guest stopping?)");
+      if (!*result) return fail("cannot install the syscall stub: " + result->error().what());
+      break;
+    }
+    if (stub_gva_.load() == 0) return fail("the guest has not set up SYSCALL yet (still booting?)");
+  }
+  const uint64_t stub = stub_gva_.load();
   armed_.store(on);
   control::Json out = control::Json::array();
   for (auto& v : *vcpus_) {

@@ -36,8 +36,9 @@ inline constexpr uint32_t kMsrLstar = 0xC0000082;
 
 struct SyscallHookConfig {
   bool syscall_exit = true;  // false: hypercall doorbell only, LSTAR untouched
-  // The stub is mapped at the guest's LSTAR write either way; this says whether LSTAR points
-  // at it from the start (armed) or only once set_armed(true) (deploy, gearsctl) asks.
+  // Armed: the stub is mapped and LSTAR points at it from the guest's first LSTAR write.
+  // Disarmed: the guest is left untouched until set_armed(true) (deploy, gearsctl) maps the
+  // stub and points LSTAR at it at run time.
   bool armed_at_boot = true;
   bool returns = false;      // syscall exit events (ReturnTrap)
   // Low reserved memory (e820 reserved [0x9fc00, 1 MiB), always in the kernel's direct map):

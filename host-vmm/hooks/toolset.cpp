@@ -183,10 +183,9 @@ Expected<void> Toolset::setup_injection() {
   h->set_engine(engine_.get());
   inject::InjectorHooks ih;
   ih.ensure_ready = [h]() -> Expected<void> {
-    if (!h->stub_installed())
-      return fail("the syscall stub is not installed (gears-vmm started with --no-syscall-exit, a PTI guest, or "
-                  "the guest has not set up SYSCALL yet)");
-    if (!h->armed()) GEARS_TRY(h->set_armed(true));
+    // Arms (and on first use maps) the stub; says why not (--no-syscall-exit, a PTI guest, a
+    // guest still booting).
+    if (!h->armed() || !h->stub_installed()) GEARS_TRY(h->set_armed(true));
     return {};
   };
   ih.add_exec_env = [this](const std::string& glob, const std::string& edit) { return add_env_rule(glob, edit); };
