@@ -46,13 +46,7 @@ Expected<uint64_t> SyscallSubscriptions::add_syscalls(const std::string& owner, 
     }
   }
   s.on_syscall = std::make_shared<const SyscallHandler>(std::move(handler));
-  std::lock_guard lock(mu_);
-  s.id = next_id_++;
-  const uint64_t id = s.id;
-  auto next = std::make_shared<Table>(*table_);
-  next->push_back(std::move(s));
-  replace(std::move(next));
-  return id;
+  return insert(std::move(s));
 }
 
 Expected<uint64_t> SyscallSubscriptions::add_process(const std::string& owner, ProcessHandler handler) {
@@ -62,6 +56,10 @@ Expected<uint64_t> SyscallSubscriptions::add_process(const std::string& owner, P
   Subscription s;
   s.owner = owner;
   s.on_process = std::make_shared<const ProcessHandler>(std::move(handler));
+  return insert(std::move(s));
+}
+
+uint64_t SyscallSubscriptions::insert(Subscription s) {
   std::lock_guard lock(mu_);
   s.id = next_id_++;
   const uint64_t id = s.id;

@@ -62,6 +62,7 @@ class SyscallSubscriptions {
 
   std::shared_ptr<const Table> snapshot() const;
   void replace(std::shared_ptr<const Table> next);  // under mu_
+  uint64_t insert(Subscription s);                   // gives it an id
   void remove_where(const std::function<bool(const Subscription&)>& gone);  // releases their numbers
 
   syscall_exit::SyscallExitTool* exits_;

@@ -137,12 +137,7 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
                             if (req.contains("rule")) {
                               auto r = parse_env_rule(req.at("rule").get<std::string>());
                               if (!r) return fail(r.error());
-                              if (rules_.empty()) {
-                                if (auto a = sysexit_.acquire(sys::kExecve); !a) return fail(a.error());
-                                if (auto a = sysexit_.acquire(sys::kExecveat); !a) return fail(a.error());
-                              }
-                              rules_.push_back(std::move(*r));
-                              rule_ids_.push_back(0);
+                              GEARS_TRY(add_rule_locked(std::move(*r), 0));
                             }
                             Json list = Json::array();
                             for (const auto& r : rules_)
@@ -216,13 +211,19 @@ Expected<uint64_t> Toolset::add_env_rule(const std::string& glob, const std::str
   auto r = parse_env_rule(glob + ":" + edit);
   if (!r) return fail(r.error());
   std::lock_guard lock(rules_mu_);
-  if (rules_.empty()) {
+  const uint64_t id = next_rule_id_++;
+  GEARS_TRY(add_rule_locked(std::move(*r), id));
+  return id;
+}
+
+Expected<void> Toolset::add_rule_locked(EnvRule rule, uint64_t id) {
+  if (rules_.empty()) {  // the first rule: execve/execveat must exit
     GEARS_TRY(sysexit_.acquire(sys::kExecve));
     GEARS_TRY(sysexit_.acquire(sys::kExecveat));
   }
-  rules_.push_back(std::move(*r));
-  rule_ids_.push_back(next_rule_id_);
-  return next_rule_id_++;
+  rules_.push_back(std::move(rule));
+  rule_ids_.push_back(id);
+  return {};
 }
 
 void Toolset::remove_env_rule(uint64_t id) {

@@ -52,6 +52,7 @@ class Toolset {
   Expected<void> setup_injection();
   Expected<uint64_t> add_env_rule(const std::string& glob, const std::string& edit);
   void remove_env_rule(uint64_t id);
+  Expected<void> add_rule_locked(EnvRule rule, uint64_t id);  // under rules_mu_; id 0: command line
 
   // The last kTraceDepth syscall events per vCPU (the "events" command): what the stub saw,
   // arguments included, without a log.

@@ -315,6 +315,8 @@ Expected<std::vector<deploy::ProcessInjection>> EngineInjector::unload_library(
     const std::vector<deploy::ProcessInjection>& loaded, const std::string& detach_symbol, milliseconds timeout) {
   std::vector<deploy::ProcessInjection> results;
   const auto deadline = clock::now() + timeout;
+  // The processes' libc bases as they are now: one /proc listing for all of them.
+  auto procs = list_processes(timeout);
   for (const auto& l : loaded) {
     deploy::ProcessInjection r = l;
     r.ok = false;
@@ -324,21 +326,18 @@ Expected<std::vector<deploy::ProcessInjection>> EngineInjector::unload_library(
       results.push_back(std::move(r));
       continue;
     }
-    // The libc base again: the process may have remapped nothing, but we do not trust a stale
-    // value blindly; list once per process.
     auto left = std::chrono::duration_cast<milliseconds>(deadline - clock::now());
     if (left.count() <= 0) {
       r.error = "timed out before this process";
       results.push_back(std::move(r));
       continue;
     }
-    auto procs = list_processes(left);
     uint64_t libc = 0;
     if (procs)
       for (const auto& p : *procs)
         if (p.pid == l.pid) libc = p.libc_base;
     if (!libc) {
-      r.error = "the process is gone";
+      r.error = procs ? "the process is gone" : "cannot list guest processes: " + procs.error().what();
       results.push_back(std::move(r));
       continue;
     }
