@@ -31,6 +31,9 @@ using namespace gears::vmm::deploy;
 using control::Json;
 using std::chrono::milliseconds;
 
+// The release the synthetic bundles below are built for: a fixture of these tests, never the
+// guest kernel the archive serves today (the real sample bundle is checked against its own
+// .ko's vermagic, RealFileAuditBundle).
 constexpr const char* kRelease = "6.1.0-56-amd64";
 constexpr uint16_t kServiceId = 0x4242;
 
@@ -779,11 +782,31 @@ std::string sample_bundle() {
   return (exe.parent_path().parent_path().parent_path() / "samples/file_audit/file-audit.gears").string();
 }
 
+// The release a bundle's kernel half was built for: the first word of its vermagic ("" when
+// the bundle or its kernel half cannot be read).
+std::string kernel_half_release(const std::string& path) {
+  auto image = bundle::read_file(path);
+  if (!image) return "";
+  auto entries = bundle::read(*image);
+  if (!entries) return "";
+  const bundle::Entry* ko = bundle::find(*entries, GEARS_BUNDLE_KERNEL_HALF);
+  if (!ko) return "";
+  auto elf = ElfImage::parse(ko->data);
+  if (!elf) return "";
+  auto vermagic = elf->modinfo("vermagic");
+  return vermagic ? vermagic->substr(0, vermagic->find(' ')) : "";
+}
+
 TEST_F(DeployTest, RealFileAuditBundle) {
   const std::string path = sample_bundle();
   if (path.empty() || !std::filesystem::exists(path))
     GTEST_SKIP() << "no file-audit.gears (build the samples or set GEARS_SAMPLE_BUNDLE)";
+  // The guest runs whatever kernel the build fetched: take its release from the bundle's own
+  // kernel half (the build compiled it against that kernel's headers).
+  const std::string release = kernel_half_release(path);
+  ASSERT_FALSE(release.empty());
   auto cfg = config();
+  cfg.guest_release = release;
   cfg.open_plugin = PluginLibrary::open;
   ServiceManager mgr(cfg);
   auto st = mgr.deploy_file(path, {});
@@ -818,11 +841,14 @@ TEST_F(DeployTest, RealFileAuditBundle) {
   EXPECT_TRUE(mgr.deploy_file(path, {}));
 
   // The wrong guest kernel: refused before anything is loaded.
-  cfg.guest_release = "6.1.0-99-amd64";
+  // (As on a machine whose headers are another point release than the guest kernel.)
+  cfg.guest_release = release + "-other";
   ServiceManager other(cfg);
   auto bad = other.deploy_file(path, {});
   ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().what().find("built for kernel 6.1.0-56-amd64"), std::string::npos) << bad.error().what();
+  EXPECT_NE(bad.error().what().find("built for kernel " + release + ", the guest runs " + release + "-other"),
+            std::string::npos)
+      << bad.error().what();
 }
 
 // Two opens of a VMM half load two copies, also when the first is still loaded (or, as glibc
