@@ -120,11 +120,22 @@ void add_function(clang::ASTContext& ctx, Diags& diags, const Options& opts, Ser
     return;
   }
   if (sf.on_load) {
-    if (sf.half != Half::vmm || fd->getNumParams() != 1 ||
-        !is_service_host_param(fd->getParamDecl(0)->getType()) ||
-        !fd->getReturnType()->isSpecificBuiltinType(clang::BuiltinType::Int))
+    const bool returns_int = fd->getReturnType()->isSpecificBuiltinType(clang::BuiltinType::Int);
+    if (sf.half == Half::kernel) {
+      // Module start-up: runs in init_module before the kernel hooks are armed.
+      if (fd->getNumParams() != 0 || !returns_int)
+        diags.error(fd->getLocation(), "[[gears::on_load]] on a [[gears::guest_kernel]] function needs type 'int ()'");
+    } else if (sf.half != Half::vmm || fd->getNumParams() != 1 ||
+               !is_service_host_param(fd->getParamDecl(0)->getType()) || !returns_int) {
       diags.error(fd->getLocation(), "[[gears::on_load]] needs a [[gears::vmm]] function of type "
-                                     "'int (gears::vmm::ServiceHost &)'");
+                                     "'int (gears::vmm::ServiceHost &)' or a [[gears::guest_kernel]] one of type 'int ()'");
+    }
+    for (const ServiceFunction& other : svc.functions)
+      if (other.on_load && other.half == sf.half) {
+        diags.error(fd->getLocation(), "a second [[gears::on_load]] function for the %0 half") << half_name(sf.half);
+        diags.note(other.annotation_loc, "the first one is here");
+        break;
+      }
   }
   for (const Annotation* a : patches) {
     PatchPoint pp;

@@ -74,7 +74,7 @@ bool emit_vmm(clang::ASTContext& ctx, Diags& diags, const Service& svc, const Op
   }
   std::string start = "nullptr";
   for (const ServiceFunction& f : svc.functions)
-    if (f.on_load) start = "&" + f.decl->getNameAsString();
+    if (f.on_load && f.half == Half::vmm) start = "&" + f.decl->getNameAsString();
   w << "\nconst char gears_manifest[] =\n    " + c_string(manifest_json(svc, /*pretty=*/false)) + ";\n";
   w << "\nconst ::gears::vmm::PluginDescriptor gears_descriptor = {\n";
   w << "    ::gears::vmm::kPluginAbiVersion,\n    " + c_string(svc.name) + ",\n    " + c_string(svc.version) +

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "acpi/tables.h"
 #include "devices/acpi_power.h"
 #include "devices/serial_16550.h"
@@ -88,6 +90,7 @@ Expected<std::unique_ptr<Machine>> Machine::build(const config::VmConfig& cfg) {
   std::vector<uint64_t> mmio_bases;
   GEARS_TRY(m->add_devices(cfg, mmio_bases));
   acpi::Config acfg{x86::kAcpiAddr, cfg.vcpus, {}};
+  GEARS_TRY(m->attach_shared_regions(cfg, acfg.shared_regions));
   for (size_t i = 0; i < mmio_bases.size(); ++i)
     acfg.virtio_mmio.push_back({mmio_bases[i], static_cast<uint32_t>(x86::kVirtioMmioSize), x86::kVirtioFirstGsi + static_cast<uint32_t>(i)});
   acpi::Tables tables = acpi::build_tables(acfg);
@@ -190,6 +193,21 @@ Expected<void> Machine::add_devices(const config::VmConfig& cfg, std::vector<uin
 #else
   if (!cfg.nics.empty()) return fail("this gears-vmm was built without virtio devices (--net)");
 #endif
+  return {};
+}
+
+Expected<void> Machine::attach_shared_regions(const config::VmConfig& cfg, std::vector<acpi::SharedRegionDevice>& acpi_out) {
+  uint64_t ram_end = 0;
+  for (const MemoryRegion& r : mem_.regions()) ram_end = std::max(ram_end, r.gpa + r.size);
+  uint64_t gpa = x86::shared_region_base(ram_end);
+  for (const shm::RegionSpec& spec : cfg.shared_regions) {
+    auto region = shm::SharedRegion::attach(spec);
+    if (!region) return fail(region.error());
+    GEARS_TRY(vm_->add_memory_slot(gpa, spec.size, (*region)->host()));
+    acpi_out.push_back({spec.name, gpa, spec.size});
+    shared_regions_.push_back({std::move(*region), gpa});
+    gpa += spec.size;
+  }
   return {};
 }
 

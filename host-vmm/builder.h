@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "acpi/tables.h"
 #include "config/vm_config.h"
 #include "core/guest_memory.h"
 #include "core/kvm_system.h"
@@ -15,6 +16,7 @@
 #include "devices/console.h"
 #include "gears/expected.h"
 #include "net/switch.h"
+#include "shm/shared_region.h"
 #include "virtio/net.h"
 
 namespace gears::vmm {
@@ -26,6 +28,11 @@ struct NicInfo {
   std::string overlay;         // configuration file; empty: local-only switch
   uint16_t mtu = 0;            // offered to the guest (0: not offered)
   virtio::VirtioNetDevice* device = nullptr;  // owned by its transport on the VM's MMIO bus
+};
+// One --shm region as attached: where the guest sees it.
+struct SharedRegionInfo {
+  std::unique_ptr<shm::SharedRegion> region;
+  uint64_t gpa = 0;
 };
 // One overlay switch (NICs naming the same file share it), by configuration file.
 struct SwitchInfo {
@@ -47,10 +54,12 @@ class Machine {
   std::vector<std::unique_ptr<Vcpu>>& vcpus() { return vcpus_; }
   const std::vector<NicInfo>& nics() const { return nics_; }
   const std::vector<SwitchInfo>& switches() const { return switches_; }
+  const std::vector<SharedRegionInfo>& shared_regions() const { return shared_regions_; }
 
  private:
   Machine() = default;
   Expected<void> add_devices(const config::VmConfig& cfg, std::vector<uint64_t>& mmio_bases);
+  Expected<void> attach_shared_regions(const config::VmConfig& cfg, std::vector<acpi::SharedRegionDevice>& acpi_out);
   Expected<std::shared_ptr<net::Switch>> switch_for(const config::VmConfig& cfg, const std::string& overlay);
 
   // Destruction runs bottom-up: vCPUs stop before the VM, the VM (and its devices) before RAM.
@@ -62,6 +71,8 @@ class Machine {
   // Switches outlive the devices on their ports (the VM is reset first in ~Machine).
   std::vector<SwitchInfo> switches_;
   std::vector<NicInfo> nics_;
+  // Shared regions outlive the VM whose memory slots point into them.
+  std::vector<SharedRegionInfo> shared_regions_;
   std::unique_ptr<Vm> vm_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
 };

@@ -24,11 +24,18 @@
  *                                   SECONDS (or until 2 s of silence; 120 s without any); prints
  *                                   "GEARS-UDPRECV got=N bytes=B pps=R"
  *                                   (the packet-rate benchmark: busybox has no generator)
+ *   shm put DEV OFFSET TEXT         maps DEV (a shared region, e.g. /dev/gears-mpi; its size by
+ *                                   lseek SEEK_END) and writes TEXT (NUL-terminated) at OFFSET;
+ *                                   prints "GEARS-SHM put OFFSET size=S"
+ *   shm wait DEV OFFSET TEXT SECS   polls the mapping until TEXT is at OFFSET (another VM wrote
+ *                                   it) or SECS pass; prints "GEARS-SHM seen OFFSET TEXT" or
+ *                                   "GEARS-SHM timeout OFFSET" (exit 1)
  *   true                            exits 0
  * Hypercalls are gears-vmm's service-0 calls (host-vmm/hooks/builtin_hypercalls.h). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <stdint.h>
@@ -300,6 +307,62 @@ static int udprecv(int port, int seconds) {
   return 0;
 }
 
+/* A shared region device mapped whole; its size from lseek(SEEK_END) (the gears runtime's
+ * char device) or fstat (a plain file). */
+static volatile char* shm_map(const char* dev, long offset, size_t need, size_t* size_out) {
+  int fd = open(dev, O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    fprintf(stderr, "GEARS-SHM open %s: %s\n", dev, strerror(errno));
+    return NULL;
+  }
+  off_t size = lseek(fd, 0, SEEK_END);
+  if (size <= 0 || offset < 0 || (size_t)offset + need > (size_t)size) {
+    fprintf(stderr, "GEARS-SHM %s: size %ld cannot hold %zu bytes at %ld\n", dev, (long)size, need, offset);
+    close(fd);
+    return NULL;
+  }
+  void* p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) {
+    fprintf(stderr, "GEARS-SHM mmap %s: %s\n", dev, strerror(errno));
+    return NULL;
+  }
+  *size_out = (size_t)size;
+  return (volatile char*)p;
+}
+
+static int shm(int argc, char** argv) {
+  const char* verb = argv[2];
+  const char* dev = argv[3];
+  long offset = atol(argv[4]);
+  const char* text = argv[5];
+  size_t len = strlen(text) + 1, size = 0;
+  volatile char* m = shm_map(dev, offset, len, &size);
+  if (!m) return 1;
+  if (strcmp(verb, "put") == 0) {
+    for (size_t i = 0; i < len; ++i) m[offset + (long)i] = text[i];
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    printf("GEARS-SHM put %ld size=%zu\n", offset, size);
+    return 0;
+  }
+  if (strcmp(verb, "wait") == 0 && argc >= 7) {
+    const double until = now_s() + atof(argv[6]);
+    while (now_s() < until) {
+      size_t i = 0;
+      while (i < len && m[offset + (long)i] == text[i]) ++i;
+      if (i == len) {
+        printf("GEARS-SHM seen %ld %s\n", offset, text);
+        return 0;
+      }
+      usleep(10000);
+    }
+    printf("GEARS-SHM timeout %ld\n", offset);
+    return 1;
+  }
+  fprintf(stderr, "usage: gears-testprog shm put DEV OFFSET TEXT | shm wait DEV OFFSET TEXT SECONDS\n");
+  return 2;
+}
+
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc >= 2 && strcmp(argv[1], "true") == 0) return 0;
@@ -328,6 +391,7 @@ int main(int argc, char** argv) {
   }
   if (argc >= 6 && strcmp(argv[1], "udpsend") == 0) return udpsend(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
   if (argc >= 4 && strcmp(argv[1], "udprecv") == 0) return udprecv(atoi(argv[2]), atoi(argv[3]));
-  fprintf(stderr, "usage: gears-testprog bench|probe|retprobe|spin|hcfuzz|forkexec|doorbell|env|udpsend|udprecv|true ...\n");
+  if (argc >= 6 && strcmp(argv[1], "shm") == 0) return shm(argc, argv);
+  fprintf(stderr, "usage: gears-testprog bench|probe|retprobe|spin|hcfuzz|forkexec|doorbell|env|udpsend|udprecv|shm|true ...\n");
   return 2;
 }

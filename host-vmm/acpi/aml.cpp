@@ -140,6 +140,19 @@ Bytes memory32_fixed(uint32_t base, uint32_t len, bool writable) {
   return out;
 }
 
+Bytes qword_memory(uint64_t base, uint64_t len) {
+  // ACPI 6.5 6.4.3.5.1: tag 0x8A, length 43; resource type 0 (memory); general flags
+  // MAF|MIF|consumer; type flags cacheable (_MEM=1) + read-write; granularity 0; min; max;
+  // translation 0; length.
+  Bytes out{0x8A, 43, 0x00, 0x00, 0x0D, 0x03};
+  le(out, 0, 8);
+  le(out, base, 8);
+  le(out, base + len - 1, 8);
+  le(out, 0, 8);
+  le(out, len, 8);
+  return out;
+}
+
 Bytes io_port(uint16_t base, uint8_t len) {
   Bytes out{0x47, 0x01};  // small item "I/O port", decodes 16 address bits
   le(out, base, 2);       // minimum

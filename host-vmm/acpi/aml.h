@@ -26,6 +26,9 @@ Bytes scope(const std::string& n, const Bytes& body);
 // ResourceTemplate(){...} as a Buffer, with the end tag and its checksum byte appended.
 Bytes resource_template(const std::vector<Bytes>& descriptors);
 Bytes memory32_fixed(uint32_t base, uint32_t len, bool writable = true);
+// QWord address space descriptor for a fixed, cacheable, read-write memory range (consumer):
+// what a range above 4 GiB needs.
+Bytes qword_memory(uint64_t base, uint64_t len);
 // I/O port descriptor, 16-bit decode, fixed at `base`.
 Bytes io_port(uint16_t base, uint8_t len);
 // Extended interrupt descriptor, consumer, exclusive.

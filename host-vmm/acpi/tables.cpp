@@ -63,7 +63,7 @@ void set_checksum(Bytes& t, size_t offset, size_t begin, size_t len) {
   t[offset] = static_cast<uint8_t>(-sum_bytes(t.data() + begin, len));
 }
 
-Bytes build_dsdt(const std::vector<MmioDevice>& devices) {
+Bytes build_dsdt(const std::vector<MmioDevice>& devices, const std::vector<SharedRegionDevice>& shared_regions) {
   using namespace aml;
   // \_S5_: SLP_TYPa/b for poweroff, written to the sleep control register.
   Bytes body = name("_S5_", package({integer(x86::kAcpiS5Type), integer(0), integer(0), integer(0)}));
@@ -85,6 +85,17 @@ Bytes build_dsdt(const std::vector<MmioDevice>& devices) {
                          name("_CCA", integer(1)),          // cache-coherent DMA
                          name("_CRS", resource_template({memory32_fixed(static_cast<uint32_t>(d.base), d.size),
                                                          interrupt(d.gsi, true, false)})),
+                     }))});
+  }
+  for (size_t i = 0; i < shared_regions.size(); ++i) {
+    // Device names S000..S999; the guest looks a region up by _HID + _UID (its name).
+    char dev_name[24];
+    std::snprintf(dev_name, sizeof dev_name, "S%03u", static_cast<unsigned>(i % 1000));
+    const SharedRegionDevice& r = shared_regions[i];
+    sb = concat({sb, device(dev_name, concat({
+                         name("_HID", string(kSharedRegionHid)),
+                         name("_UID", string(r.name)),
+                         name("_CRS", resource_template({qword_memory(r.gpa, r.size)})),
                      }))});
   }
   body = concat({body, scope("\\_SB_", sb)});
@@ -146,7 +157,7 @@ Tables build_tables(const Config& cfg) {
     blob.insert(blob.end(), table.begin(), table.end());
     return at;
   };
-  out.dsdt_addr = place(build_dsdt(cfg.virtio_mmio));
+  out.dsdt_addr = place(build_dsdt(cfg.virtio_mmio, cfg.shared_regions));
   out.fadt_addr = place(build_fadt(out.dsdt_addr));
   out.madt_addr = place(build_madt(cfg.vcpus));
   Bytes xsdt = header("XSDT", 1, kHeaderLen + 16);

@@ -8,7 +8,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
+
+#include "gears/abi/shm.h"
 
 namespace gears::vmm::acpi {
 
@@ -18,10 +21,20 @@ struct MmioDevice {
   uint32_t gsi;
 };
 
+// A memory region shared between co-located VMs (shm/), found by the guest by its name: a
+// device with _HID kSharedRegionHid, _UID = the name, _CRS = the range.
+struct SharedRegionDevice {
+  std::string name;
+  uint64_t gpa;
+  uint64_t size;
+};
+inline constexpr const char* kSharedRegionHid = GEARS_SHM_ACPI_HID;
+
 struct Config {
   uint64_t base_addr;                 // guest address of the blob (RSDP first)
   uint32_t vcpus;
   std::vector<MmioDevice> virtio_mmio;
+  std::vector<SharedRegionDevice> shared_regions = {};
 };
 
 struct Tables {
@@ -33,7 +46,8 @@ struct Tables {
 Tables build_tables(const Config& cfg);
 
 // Pieces, exposed for the unit tests.
-std::vector<uint8_t> build_dsdt(const std::vector<MmioDevice>& devices);
+std::vector<uint8_t> build_dsdt(const std::vector<MmioDevice>& devices,
+                                const std::vector<SharedRegionDevice>& shared_regions = {});
 std::vector<uint8_t> build_madt(uint32_t vcpus);
 std::vector<uint8_t> build_fadt(uint64_t dsdt_addr);
 // Sets the 8-bit checksum at `offset` so that bytes [0, len) sum to zero.

@@ -109,6 +109,20 @@ Expected<void> apply_json_checked(const json& doc, VmConfig& cfg) {
       } else {
         GEARS_TRY(one(v));
       }
+    } else if (key == "shm") {
+      // "name=..,size=..[,path=..]" (as --shm); one or a list.
+      auto one = [&](const json& d) -> Expected<void> {
+        if (!d.is_string()) return fail("config: \"shm\" entries must be strings like \"name=mpi,size=64M\"");
+        auto r = shm::parse_region_spec(d.get<std::string>());
+        if (!r) return fail("config: " + r.error().what());
+        cfg.shared_regions.push_back(std::move(*r));
+        return {};
+      };
+      if (v.is_array()) {
+        for (const auto& d : v) GEARS_TRY(one(d));
+      } else {
+        GEARS_TRY(one(v));
+      }
     } else {
       return fail("config: unknown key \"" + key + "\"");
     }
@@ -213,6 +227,11 @@ Expected<VmConfig> parse_args(int argc, const char* const* argv) {
       auto n = net::parse_nic_spec(*v);
       if (!n) return fail(n.error());
       cfg.nics.push_back(std::move(*n));
+    } else if (a == "--shm") {
+      GEARS_VALUE(v);
+      auto r = shm::parse_region_spec(*v);
+      if (!r) return fail(r.error());
+      cfg.shared_regions.push_back(std::move(*r));
     } else if (a == "--kvm-device") {
       GEARS_VALUE(v);
       cfg.kvm_device = *v;
@@ -241,6 +260,14 @@ Expected<void> validate(const VmConfig& cfg, int max_vcpus) {
       if (cfg.nics[j].mac == cfg.nics[i].mac)
         return fail("--net: mac " + net::to_string(cfg.nics[i].mac) + " is given twice");
   }
+  for (size_t i = 0; i < cfg.shared_regions.size(); ++i)
+    for (size_t j = 0; j < i; ++j) {
+      if (cfg.shared_regions[j].name == cfg.shared_regions[i].name)
+        return fail("--shm: name " + cfg.shared_regions[i].name + " is given twice");
+      if (cfg.shared_regions[j].path == cfg.shared_regions[i].path)
+        return fail("--shm: path " + cfg.shared_regions[i].path + " is given twice");
+    }
+  if (cfg.shared_regions.size() > 16) return fail("too many --shm regions (at most 16)");
   if (cfg.virtio_blk.size() + cfg.nics.size() + (cfg.virtio_console ? 1 : 0) > 8)
     return fail("too many virtio devices (at most 8)");
   return {};
@@ -283,7 +310,8 @@ Boots a Linux bzImage on KVM (hardware KVM: kvm_intel or kvm_amd).
   --config FILE.json      Firecracker-like JSON: {"boot-source": {"kernel_image_path",
                           "initrd_path", "boot_args"}, "machine-config": {"vcpu_count",
                           "mem_size_mib"}, "console": "stdio", "virtio-console": "file:P",
-                          "virtio-blk": ["disk.img"], "net": [{"mac", "overlay", "mtu"}]};
+                          "virtio-blk": ["disk.img"], "net": [{"mac", "overlay", "mtu"}],
+                          "shm": ["name=..,size=.."]};
                           command-line flags override it (--net adds NICs)
   --console SPEC          serial console (COM1): stdio (default), none, file:PATH, socket:PATH
                           (stdio on a tty is raw; Ctrl-A x quits)
@@ -294,6 +322,11 @@ Boots a Linux bzImage on KVM (hardware KVM: kvm_intel or kvm_amd).
                           configured by FILE (JSON, doc/net.md: listen, peers, routes, ...);
                           NICs naming the same FILE share one switch, NICs without one share
                           a local-only switch; mtu (68..9000) is offered to the guest
+  --shm name=NAME,size=SIZE[,path=FILE]
+                          memory shared with every VM on this host naming the same FILE
+                          (default /dev/shm/gears-shm-NAME; SIZE a multiple of 2M): a
+                          guest-physical range above RAM, ACPI device GEAR0001 with _UID NAME
+                          (doc/shm.md); repeatable, at most 16
   --kvm-device PATH       KVM device (default /dev/kvm)
   --force-pvm             run even on a paravirtual (kvm_pvm) /dev/kvm
   --help                  this text

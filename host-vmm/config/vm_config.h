@@ -10,6 +10,7 @@
 #include "devices/console.h"
 #include "gears/expected.h"
 #include "net/overlay_config.h"
+#include "shm/region_spec.h"
 
 namespace gears::vmm::config {
 
@@ -27,6 +28,7 @@ struct VmConfig {
   std::optional<devices::ConsoleSpec> virtio_console;
   std::vector<std::string> virtio_blk;
   std::vector<net::NicSpec> nics;  // --net, in order: eth0, eth1, ...
+  std::vector<shm::RegionSpec> shared_regions;  // --shm, memory shared with co-located VMs
   std::string kvm_device = "/dev/kvm";
   bool force_pvm = false;
   bool help = false;

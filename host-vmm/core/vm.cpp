@@ -38,15 +38,7 @@ Expected<std::unique_ptr<Vm>> Vm::create(const KvmSystem& kvm, GuestMemory& mem)
   if (kvm.check_extension(KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0 &&
       ::ioctl(vm->fd_, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
     return fail_errno("KVM_SET_IDENTITY_MAP_ADDR");
-  uint32_t slot = 0;
-  for (const MemoryRegion& r : mem.regions()) {
-    kvm_userspace_memory_region m{};
-    m.slot = slot++;
-    m.guest_phys_addr = r.gpa;
-    m.memory_size = r.size;
-    m.userspace_addr = reinterpret_cast<uint64_t>(r.host);
-    if (::ioctl(vm->fd_, KVM_SET_USER_MEMORY_REGION, &m) < 0) return fail_errno("KVM_SET_USER_MEMORY_REGION");
-  }
+  for (const MemoryRegion& r : mem.regions()) GEARS_TRY(vm->add_memory_slot(r.gpa, r.size, r.host));
   if (::ioctl(vm->fd_, KVM_CREATE_IRQCHIP, 0) < 0) return fail_errno("KVM_CREATE_IRQCHIP");
   kvm_pit_config pit{};
   // The PIT speaker port (0x61) stays in gears-vmm; the in-kernel PIT takes 0x40-0x43.
@@ -57,6 +49,17 @@ Expected<std::unique_ptr<Vm>> Vm::create(const KvmSystem& kvm, GuestMemory& mem)
 
 Vm::~Vm() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+Expected<void> Vm::add_memory_slot(uint64_t gpa, uint64_t size, uint8_t* host) {
+  kvm_userspace_memory_region m{};
+  m.slot = next_slot_;
+  m.guest_phys_addr = gpa;
+  m.memory_size = size;
+  m.userspace_addr = reinterpret_cast<uint64_t>(host);
+  if (::ioctl(fd_, KVM_SET_USER_MEMORY_REGION, &m) < 0) return fail_errno("KVM_SET_USER_MEMORY_REGION");
+  ++next_slot_;
+  return {};
 }
 
 std::shared_ptr<IrqLine> Vm::irq_line(uint32_t gsi) { return std::make_shared<KvmIrqLine>(fd_, gsi); }

@@ -60,6 +60,10 @@ class Vm {
   IoBus& pio() { return pio_; }
   IoBus& mmio() { return mmio_; }
 
+  // Maps host memory that is not guest RAM (a region shared with other VMs, shm/) at `gpa`
+  // as one more KVM memory slot. `host` must stay mapped for the VM's lifetime.
+  Expected<void> add_memory_slot(uint64_t gpa, uint64_t size, uint8_t* host);
+
   // The interrupt line for `gsi` (KVM_IRQ_LINE on the in-kernel IOAPIC/PIC).
   std::shared_ptr<IrqLine> irq_line(uint32_t gsi);
 
@@ -80,6 +84,7 @@ class Vm {
   const KvmSystem& kvm_;
   GuestMemory& mem_;
   int fd_ = -1;
+  uint32_t next_slot_ = 0;
   IoBus pio_{"pio"};
   IoBus mmio_{"mmio"};
   MsrHandler msr_handler_;

@@ -27,6 +27,15 @@ inline constexpr uint32_t kVirtioMaxDevices = 8;  // GSIs 5..12; stays clear of 
 inline constexpr uint16_t kCom1Port = 0x3f8;
 inline constexpr uint32_t kCom1Gsi = 4;
 
+// Regions shared with other VMs (--shm) sit above all RAM, from 64 GiB (or the first 1 GiB
+// boundary above RAM when RAM reaches further), one after another, each 2 MiB aligned.
+inline constexpr uint64_t kSharedRegionMinBase = 64ULL << 30;
+inline constexpr uint64_t shared_region_base(uint64_t ram_end) {
+  const uint64_t gib = 1ULL << 30;
+  const uint64_t above = (ram_end + gib - 1) / gib * gib;
+  return above > kSharedRegionMinBase ? above : kSharedRegionMinBase;
+}
+
 inline constexpr uint64_t kIoApicAddr = 0xfec00000ULL;
 inline constexpr uint64_t kLapicAddr = 0xfee00000ULL;
 

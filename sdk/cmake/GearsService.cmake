@@ -73,7 +73,7 @@ function(gears_add_service)
   # 1. gearsc: the halves' sources and the manifest.
   set(kgen "${gen}/kernel")
   set(outputs "${gen}/${mod}.vmm.cpp" "${gen}/${mod}.user.cpp" "${gen}/${mod}.manifest.json"
-    "${kgen}/${mod}_half.cpp" "${kgen}/${mod}_glue.c" "${kgen}/Kbuild")
+    "${kgen}/${mod}_half.cpp" "${kgen}/${mod}_glue.c" "${kgen}/gears_kernel_runtime.c" "${kgen}/Kbuild")
   add_custom_command(OUTPUT ${outputs}
     COMMAND ${gearsc} -o "${gen}" --service-name=${ARG_NAME} ${sym_args} "${src}" -- -std=c++20 ${inc_args}
     DEPENDS "${src}" ${gearsc}

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "gears/abi/hypercall.h"
+#include "gears/abi/shm.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -23,6 +24,15 @@ void gears_k_log(const char* msg);
 void gears_k_log_u64(const char* label, unsigned long long value);
 int gears_k_current_pid(void);
 
+/* Memory shared between co-located VMs (gears-vmm --shm name=NAME): its guest-physical range,
+ * found by name. 0, or -ENOENT when this VM has no such region. */
+int gears_k_shared_region(const char *name, unsigned long long *gpa, unsigned long long *size);
+/* Makes the region mappable by guest processes as /dev/gears-NAME (mmap with MAP_SHARED;
+ * lseek(fd, 0, SEEK_END) is its size) until the module is unloaded. 0, -ENOENT (no such region),
+ * -EEXIST (exposed already), -ENOSPC, -ENOMEM, -EINVAL. Call it from the kernel half's
+ * [[gears::on_load]] function. */
+int gears_k_expose_shared_region(const char *name);
+
 #ifdef __cplusplus
 }  // extern "C"
 
@@ -33,6 +43,14 @@ using Hook = ::gears_kernel_hook;
 inline void log(const char* msg) { gears_k_log(msg); }
 inline void log(const char* label, unsigned long long value) { gears_k_log_u64(label, value); }
 inline int current_pid() { return gears_k_current_pid(); }
+
+struct SharedRegion {
+  unsigned long long gpa = 0, size = 0;
+};
+// The region `name` of this VM (--shm name=NAME), or a negative errno.
+inline int shared_region(const char* name, SharedRegion& out) { return gears_k_shared_region(name, &out.gpa, &out.size); }
+// /dev/gears-NAME for guest processes (mmap), until the module is unloaded.
+inline int expose_shared_region(const char* name) { return gears_k_expose_shared_region(name); }
 
 // Atomic add on a counter shared by all CPUs (hooks run concurrently).
 inline unsigned long long atomic_add(unsigned long long* counter, unsigned long long v) {

@@ -17,7 +17,11 @@ int two_halves() { return 0; }
 
 [[gears::guest_kernel, gears::kernel_hook("do_exit")]] int bad_hook(int code) { return code; } // expected-error {{kernel hook handler 'bad_hook' must have type 'void (const gears::kernel::Hook &)'}}
 
-[[gears::vmm, gears::on_load]] void bad_start() {} // expected-error {{[[gears::on_load]] needs a [[gears::vmm]] function of type 'int (gears::vmm::ServiceHost &)'}}
+[[gears::vmm, gears::on_load]] void bad_start() {} // expected-error {{[[gears::on_load]] needs a [[gears::vmm]] function of type 'int (gears::vmm::ServiceHost &)' or a [[gears::guest_kernel]] one of type 'int ()'}}
+
+[[gears::guest_kernel, gears::on_load]] int kernel_start() { return 0; } // expected-note 2 {{the first one is here}}
+[[gears::guest_kernel, gears::on_load]] int kernel_start_again() { return 0; } // expected-error {{a second [[gears::on_load]] function for the guest_kernel half}}
+[[gears::guest_kernel, gears::on_load]] void bad_kernel_start() {} // expected-error {{[[gears::on_load]] on a [[gears::guest_kernel]] function needs type 'int ()'}} expected-error {{a second [[gears::on_load]] function for the guest_kernel half}}
 
 [[gears::guest_user]] int declared_only(int); // expected-error {{[[gears::guest_user]] function 'declared_only' has no definition in the service file}}
 

@@ -38,6 +38,8 @@ static int gears_kprobe_pre_0(struct kprobe *p, struct pt_regs *regs)
   return 0;
 }
 
+void gears_k_runtime_exit(void);
+
 static struct kprobe gears_kprobes[] = {
   { .symbol_name = "vfs_write", .pre_handler = gears_kprobe_pre_0 },
 };
@@ -52,6 +54,7 @@ static int __init gears_module_init(void)
       pr_err("gears_counter: cannot hook %s: %d\n", gears_kprobes[i].symbol_name, err);
       while (--i >= 0)
         unregister_kprobe(&gears_kprobes[i]);
+      gears_k_runtime_exit();
       return err;
     }
   }
@@ -64,6 +67,7 @@ static void __exit gears_module_exit(void)
 
   for (i = 0; i < 1; i++)
     unregister_kprobe(&gears_kprobes[i]);
+  gears_k_runtime_exit();
 }
 
 module_init(gears_module_init);
