@@ -65,6 +65,7 @@ constexpr char kInterpose[] = "interpose";
 constexpr char kKernelHook[] = "kernel_hook";
 constexpr char kOnLoad[] = "on_load";
 constexpr char kService[] = "service";
+constexpr char kUserHalfInstall[] = "user_half_install";
 
 clang::ParsedAttrInfoRegistry::Add<GearsAttr<kVmm, 0, false>> r1("gears-vmm", "runs in the VMM");
 clang::ParsedAttrInfoRegistry::Add<GearsAttr<kUser, 0, false>> r2("gears-guest-user", "guest processes");
@@ -73,10 +74,11 @@ clang::ParsedAttrInfoRegistry::Add<GearsAttr<kInterpose, 15, false>> r4("gears-i
 clang::ParsedAttrInfoRegistry::Add<GearsAttr<kKernelHook, 1, false>> r5("gears-kernel-hook", "patch point");
 clang::ParsedAttrInfoRegistry::Add<GearsAttr<kOnLoad, 0, false>> r6("gears-on-load", "start-up");
 clang::ParsedAttrInfoRegistry::Add<GearsAttr<kService, 2, true>> r7("gears-service", "identity");
+clang::ParsedAttrInfoRegistry::Add<GearsAttr<kUserHalfInstall, 1, true>> r8("gears-user-half-install", "plugin path");
 
 }  // namespace
 
 // Referenced from main.cpp so the linker keeps this object's static registrations.
 namespace gears::compiler {
-int attributes_registered = 7;
+int attributes_registered = 8;
 }

@@ -201,6 +201,23 @@ void classify(clang::ASTContext& ctx, Diags& diags, const Options& opts, Service
     if (anns.empty()) continue;
     if (const auto* vd = llvm::dyn_cast<clang::VarDecl>(d)) {
       for (const Annotation& a : anns) {
+        if (a.name == "user_half_install") {
+          if (!svc.user_half_install.empty()) {
+            diags.error(a.loc, "a service file installs its user half in one place");
+            diags.note(svc.user_half_install_loc, "previous GEARS_USER_HALF_INSTALL here");
+            continue;
+          }
+          const std::string& p = a.args.empty() ? std::string() : a.args[0];
+          if (a.args.size() != 1 || p.size() < 2 || p[0] != '/' || p.back() == '/' || p.size() > 255 ||
+              p.find("/../") != std::string::npos || p.find("/./") != std::string::npos ||
+              p.find("//") != std::string::npos || p.ends_with("/..") || p.ends_with("/.")) {
+            diags.error(a.loc, "GEARS_USER_HALF_INSTALL needs an absolute, normalized file path of at most 255 characters");
+            continue;
+          }
+          svc.user_half_install = p;
+          svc.user_half_install_loc = a.loc;
+          continue;
+        }
         if (a.name != "service") {
           diags.error(a.loc, "'gears::%0' applies to functions, not variables") << a.name;
           continue;

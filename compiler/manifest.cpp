@@ -44,6 +44,7 @@ std::string manifest_json(const Service& svc, bool pretty) {
   user_exports.push_back(GEARS_USER_ATTACH_ENTRY);
   user_exports.push_back(GEARS_USER_DETACH_ENTRY);
   m["halves"] = {{"vmm", mod + ".vmm.so"}, {"guest_user", mod + ".user.so"}, {"guest_kernel", mod + ".ko"}};
+  if (!svc.user_half_install.empty()) m["user_half"] = {{"install", svc.user_half_install}};
   m["exports"] = {{"vmm", json::array({GEARS_PLUGIN_ENTRY})}, {"guest_user", user_exports}};
   m["required_guest_symbols"] = {{"guest_user", user_imports}, {"guest_kernel", kernel_imports}};
   return pretty ? m.dump(2) + "\n" : m.dump();

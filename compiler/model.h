@@ -53,6 +53,8 @@ struct Hypercall {
 struct Service {
   std::string name, version;
   std::uint16_t id = 0;
+  std::string user_half_install;  // GEARS_USER_HALF_INSTALL: the user half's path in the guest
+  clang::SourceLocation user_half_install_loc;
   clang::SourceLocation loc;
   std::vector<ServiceFunction> functions;
   std::map<const clang::FunctionDecl*, std::size_t> function_index;  // canonical decl -> index

@@ -113,6 +113,13 @@ Expected<void> parse_manifest(ServiceBundle& b, const Json& m) {
       }
     }
   }
+  if (auto uh = m.find("user_half"); uh != m.end()) {
+    if (!uh->is_object()) return fail("manifest: \"user_half\" must be an object");
+    auto install = string_field(*uh, "install", "user_half.");
+    if (!install) return fail(install.error());
+    if (!valid_guest_path(*install)) return fail("manifest: bad user_half.install path \"" + *install + "\"");
+    b.user_install = *install;
+  }
   if (auto ex = m.find("exports"); ex != m.end()) {
     if (!ex->is_object()) return fail("manifest: \"exports\" must be an object");
     auto user = string_list(*ex, "guest_user", "exports.");
@@ -129,6 +136,14 @@ bool valid_service_name(const std::string& name) {
   return std::all_of(name.begin(), name.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
   });
+}
+
+bool valid_guest_path(const std::string& p) {
+  if (p.size() < 2 || p.size() > 255 || p[0] != '/' || p.back() == '/') return false;
+  if (!std::all_of(p.begin(), p.end(), [](char c) { return c > ' ' && c < 0x7f; })) return false;
+  for (const char* bad : {"//", "/./", "/../"})
+    if (p.find(bad) != std::string::npos) return false;
+  return !p.ends_with("/.") && !p.ends_with("/..");
 }
 
 Expected<ServiceBundle> check_bundle(std::span<const uint8_t> image, const std::string& guest_release) {

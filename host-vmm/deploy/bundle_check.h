@@ -28,6 +28,7 @@ struct ServiceBundle {
   std::optional<BundleHalf> vmm, user, kernel;
   std::vector<std::string> programs;      // the interpose patch points' "programs", deduplicated
   std::vector<std::string> user_exports;  // "exports"."guest_user"
+  std::string user_install;               // "user_half"."install": the user half's guest path ("": default)
   std::string module_name;                // the kernel half's .modinfo name (for delete_module)
   std::string vermagic;                   // the kernel half's .modinfo vermagic
 };
@@ -38,5 +39,8 @@ Expected<ServiceBundle> check_bundle(std::span<const uint8_t> image, const std::
 
 // Service names end up in guest file names and control replies.
 bool valid_service_name(const std::string& name);
+// A guest file path a manifest may name: absolute, normalized (no ".", "..", "//", trailing
+// "/"), at most 255 printable ASCII characters.
+bool valid_guest_path(const std::string& path);
 
 }  // namespace gears::vmm::deploy

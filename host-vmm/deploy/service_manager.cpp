@@ -100,9 +100,12 @@ Expected<Json> ServiceManager::deploy(std::span<const uint8_t> image, const Depl
     auto clash = [&](const std::string& other, uint16_t id) {
       return other == name || id == checked->id;
     };
-    for (const auto& [n, s] : services_)
+    for (const auto& [n, s] : services_) {
       if (clash(n, s->bundle.id))
         return fail("service " + n + " (id " + std::to_string(s->bundle.id) + ") is already deployed");
+      if (!checked->user_install.empty() && s->bundle.user_install == checked->user_install)
+        return fail("service " + n + " already installs its user half at " + checked->user_install);
+    }
     for (const auto& [n, id] : pending_)
       if (clash(n, id)) return fail("service " + n + " (id " + std::to_string(id) + ") is being deployed");
     pending_.emplace(name, checked->id);
@@ -175,7 +178,9 @@ Expected<void> ServiceManager::load_guest_halves(Service& s, const DeployOptions
   }
   if (!s.bundle.user) return {};
 
-  const std::string path = config_.user_dir + "/gears-" + s.bundle.name + ".user.so";
+  // A plugin-style half goes where its program looks for plugins; the others to user_dir.
+  const std::string path =
+      s.bundle.user_install.empty() ? config_.user_dir + "/gears-" + s.bundle.name + ".user.so" : s.bundle.user_install;
   {
     auto left = deadline.left("writing the user half");
     if (!left) return fail(left.error());

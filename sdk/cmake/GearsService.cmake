@@ -1,5 +1,7 @@
 # gears_add_service(NAME <service name> SOURCES <service.cpp> [INCLUDE_DIRECTORIES dir...]
-#                   [KERNEL_SYMBOLS <System.map>])
+#                   [KERNEL_SYMBOLS <System.map>]
+#                   [USER_SOURCES src...] [USER_INCLUDE_DIRECTORIES dir...]
+#                   [USER_LINK_LIBRARIES lib...])
 #
 # Runs gearsc on the service source and builds every half:
 #   <target>_vmm   the VMM half, a plugin gears-vmm loads          (<mod>.vmm.so)
@@ -8,6 +10,10 @@
 #   <NAME>.gears   the bundle (manifest + the three halves), target <target> (built by ALL)
 # where <target> is NAME with non-identifier characters replaced by '_' and <mod> = gears_<target>.
 # The bundle path is in the target property GEARS_BUNDLE.
+# USER_*: more code for the guest-user half only (plain C or C++ sources that are not split,
+# e.g. a plugin for a guest program written against that program's C headers), its include
+# directories and libraries. They are compiled with hidden visibility like the generated half:
+# mark what the guest program must find with a visibility("default") attribute.
 #
 # Needs: targets gears::gearsc and gears::pack (in-tree or from find_package(Gears)), gcc-12,
 # and the guest kernel headers: GEARS_GUEST_KERNEL_HEADERS, found from Debian's
@@ -40,7 +46,8 @@ function(_gears_find_kernel_headers out)
 endfunction()
 
 function(gears_add_service)
-  cmake_parse_arguments(ARG "" "NAME;KERNEL_SYMBOLS" "SOURCES;INCLUDE_DIRECTORIES" ${ARGN})
+  cmake_parse_arguments(ARG "" "NAME;KERNEL_SYMBOLS"
+    "SOURCES;INCLUDE_DIRECTORIES;USER_SOURCES;USER_INCLUDE_DIRECTORIES;USER_LINK_LIBRARIES" ${ARGN})
   if(NOT ARG_NAME OR NOT ARG_SOURCES)
     message(FATAL_ERROR "gears_add_service: NAME and SOURCES are required")
   endif()
@@ -92,12 +99,12 @@ function(gears_add_service)
 
   # 3. The guest-user half: preloaded into guest processes; exports the interposed symbols
   #    only and carries its C++ runtime so the guest needs nothing but libc.
-  add_library(${target}_user SHARED "${gen}/${mod}.user.cpp")
-  target_link_libraries(${target}_user PRIVATE gears::sdk ${CMAKE_DL_LIBS} -static-libstdc++ -static-libgcc
-    -Wl,--exclude-libs,ALL)
-  target_include_directories(${target}_user PRIVATE ${ARG_INCLUDE_DIRECTORIES})
+  add_library(${target}_user SHARED "${gen}/${mod}.user.cpp" ${ARG_USER_SOURCES})
+  target_link_libraries(${target}_user PRIVATE gears::sdk ${CMAKE_DL_LIBS} ${ARG_USER_LINK_LIBRARIES}
+    -static-libstdc++ -static-libgcc -Wl,--exclude-libs,ALL)
+  target_include_directories(${target}_user PRIVATE ${ARG_INCLUDE_DIRECTORIES} ${ARG_USER_INCLUDE_DIRECTORIES})
   set_target_properties(${target}_user PROPERTIES PREFIX "" OUTPUT_NAME "${mod}.user"
-    CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+    C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
 
   # 4. The guest-kernel half: kbuild against the guest kernel's headers, gcc-12 exactly.
   set(ko "${kgen}/${mod}.ko")

@@ -9,6 +9,8 @@
 //   [[gears::guest_kernel, gears::kernel_hook("do_sys_openat2")]]
 //                           void on_open(const gears::kernel::Hook&);  // patch point
 //   [[gears::vmm, gears::on_load]] int start(gears::vmm::ServiceHost&); // VMM-half start-up
+//   [[gears::guest_kernel, gears::on_load]] int init();                 // kernel-half start-up
+//   GEARS_USER_HALF_INSTALL("/usr/lib/.../mca_btl_x.so");  // the user half is a plugin file
 //
 // gearsc reads these attributes (it registers the gears:: attribute namespace with Clang).
 // A plain compiler ignores them: this header silences the "unknown attribute" warnings, so a
@@ -36,6 +38,12 @@ struct ServiceInfo {
 };
 
 }  // namespace gears
+
+// Where deploy puts the guest-user half in the guest, when it is a plugin a guest program loads
+// by itself (an Open MPI component, say) rather than a library gears preloads: an absolute
+// path. Without it the half goes to /run/gears-<service>.user.so. At most one per service.
+#define GEARS_USER_HALF_INSTALL(path) \
+  [[gears::user_half_install(path)]] inline constexpr const char* gears_user_half_install = path
 
 #define GEARS_SERVICE(name, version) \
   [[gears::service(name, version)]] inline constexpr ::gears::ServiceInfo gears_service_info{name, version}

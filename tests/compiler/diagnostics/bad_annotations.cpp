@@ -4,6 +4,7 @@
 #include <gears/vmm/service_host.h>
 
 GEARS_SERVICE("bad-annotations", "1");
+GEARS_USER_HALF_INSTALL("lib/../plugin.so"); // expected-error {{GEARS_USER_HALF_INSTALL needs an absolute, normalized file path of at most 255 characters}}
 
 [[gears::vmm, gears::guest_user]] int two_halves(); // expected-error {{'two_halves' cannot run in two halves: it is already [[gears::vmm]]}} expected-note {{first half annotation here}}
 int two_halves() { return 0; }

@@ -474,6 +474,49 @@ TEST_F(DeployTest, DeploysInOrderAndUndeploysInReverse) {
   EXPECT_FALSE(mgr.undeploy("test-svc"));
 }
 
+// A plugin-style user half (GEARS_USER_HALF_INSTALL): written where its program looks for
+// plugins, preloaded nowhere (no interposers), removed at undeploy; one service per path.
+TEST_F(DeployTest, UserHalfInstalledAtTheManifestsPath) {
+  ServiceManager mgr(config());
+  Json m = manifest();
+  m["patch_points"] = Json::array();
+  const std::string path = "/usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3/mca_btl_test.so";
+  m["user_half"] = {{"install", path}};
+  auto st = mgr.deploy(make_bundle(m), {});
+  ASSERT_TRUE(st) << st.error().what();
+  EXPECT_EQ(inj.calls, (std::vector<std::string>{"load_module", "write_file:" + path}));
+  EXPECT_EQ((*st)["user"]["path"], path);
+
+  Json other = m;
+  other["service"]["name"] = "other-svc";
+  other["service"]["id"] = 0x4343;
+  auto clash = mgr.deploy(make_bundle(other), {});
+  ASSERT_FALSE(clash);
+  EXPECT_NE(clash.error().what().find("already installs its user half at " + path), std::string::npos)
+      << clash.error().what();
+
+  inj.calls.clear();
+  ASSERT_TRUE(mgr.undeploy("test-svc"));
+  EXPECT_EQ(inj.calls, (std::vector<std::string>{"remove_file:" + path, "unload_module:gears_test_svc"}));
+}
+
+TEST(CheckBundle, UserHalfInstallPathsAreValidated) {
+  Json m = manifest();
+  m["user_half"] = {{"install", "/opt/x/plugin.so"}};
+  auto b = check_bundle(make_bundle(m), kRelease);
+  ASSERT_TRUE(b) << b.error().what();
+  EXPECT_EQ(b->user_install, "/opt/x/plugin.so");
+  for (const char* bad : {"", "/", "rel/x.so", "/a/../etc/passwd", "/a/./b", "/a//b", "/a/", "/a/..", "/a b",
+                          "/a\x01"}) {
+    m["user_half"] = {{"install", bad}};
+    expect_refused(make_bundle(m), "bad user_half.install path");
+  }
+  m["user_half"] = "/opt/x";
+  expect_refused(make_bundle(m), "\"user_half\" must be an object");
+  m["user_half"] = {{"install", 7}};
+  expect_refused(make_bundle(m), "must be a string");
+}
+
 TEST_F(DeployTest, SelectorFromTheCallerReplacesTheManifestPrograms) {
   ServiceManager mgr(config());
   DeployOptions o;

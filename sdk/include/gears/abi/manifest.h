@@ -11,6 +11,8 @@
  *                      "handler": "audited_open", "programs": ["cat", ...]},
  *                     {"kind": "kernel_hook", "hook": "do_sys_openat2", "handler": "on_open"} ],
  *   "halves": {"vmm": "<file>", "guest_user": "<file>", "guest_kernel": "<file>"},
+ *   "user_half": {"install": "/abs/path"},      optional (GEARS_USER_HALF_INSTALL): where deploy
+ *                                                writes the user half in the guest
  *   "exports": {"vmm": ["gears_service_plugin_v1"],
  *               "guest_user": ["open", ..., "gears_user_attach_v1", "gears_user_detach_v1"]},
  *   "required_guest_symbols": {"guest_user": ["dlsym", ...], "guest_kernel": ["register_kprobe", ...]}
