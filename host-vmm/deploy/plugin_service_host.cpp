@@ -113,4 +113,9 @@ std::vector<uint32_t> PluginServiceHost::hypercalls() const {
 
 size_t PluginServiceHost::subscriptions() const { return subs_ ? subs_->count(service_) : 0; }
 
+Expected<std::span<std::uint8_t>> PluginServiceHost::shared_region(std::string_view name) {
+  if (!shared_regions_) return ServiceHost::shared_region(name);
+  return shared_regions_(name);
+}
+
 }  // namespace gears::vmm::deploy

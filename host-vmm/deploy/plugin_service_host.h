@@ -12,6 +12,8 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <span>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,6 +25,9 @@
 #include "tools/hypercall/dispatcher.h"
 
 namespace gears::vmm::deploy {
+
+// This gears-vmm's --shm regions by name (host mapping), for ServiceHost::shared_region.
+using SharedRegionLookup = std::function<Expected<std::span<std::uint8_t>>(std::string_view name)>;
 
 // The last lines a service logged (bounded in count and line length), for any thread.
 class LogRing {
@@ -52,6 +57,8 @@ class PluginServiceHost final : public ServiceHost, public std::enable_shared_fr
   Expected<void> on_syscall(std::span<const std::uint32_t> numbers, SyscallHandler handler) override;
   Expected<void> on_process(ProcessHandler handler) override;
   void log(std::string_view line) override;
+  Expected<std::span<std::uint8_t>> shared_region(std::string_view name) override;
+  void set_shared_regions(SharedRegionLookup lookup) { shared_regions_ = std::move(lookup); }
 
   // Removes every hypercall and subscription of this service; later registrations fail.
   void close();
@@ -71,6 +78,7 @@ class PluginServiceHost final : public ServiceHost, public std::enable_shared_fr
   std::vector<uint32_t> numbers_;
   LogRing logs_;
   std::atomic<uint64_t> calls_{0};
+  SharedRegionLookup shared_regions_;
   // Last, so it is destroyed first: the plugin's static destructors (dlclose) may still log.
   std::shared_ptr<PluginLibrary> library_;
 };

@@ -144,6 +144,7 @@ Expected<void> ServiceManager::load_vmm_half(Service& s) {
   const PluginDescriptor& d = (*lib)->descriptor();
   GEARS_TRY(check_descriptor(d, s.bundle));
   auto host = std::make_shared<PluginServiceHost>(s.bundle.name, s.bundle.id, *config_.dispatcher, config_.subscriptions);
+  host->set_shared_regions(config_.shared_regions);
   host->bind(*lib);
   s.host = host;  // from here on undo() closes it
   if (d.start) {

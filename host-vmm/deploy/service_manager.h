@@ -54,6 +54,7 @@ struct ManagerConfig {
   std::string guest_release;                          // x86::kernel_release of the guest's bzImage
   std::string user_dir = "/run";                      // guest directory for user halves (root-only)
   PluginOpener open_plugin = PluginLibrary::open;
+  SharedRegionLookup shared_regions;                  // null: services see no --shm regions
 };
 
 struct UndeployReport {

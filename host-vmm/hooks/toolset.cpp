@@ -153,6 +153,12 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
   mc.dispatcher = &hypercalls_;
   mc.subscriptions = &subscriptions_;
   mc.guest_release = guest_release;
+  mc.shared_regions = [&machine](std::string_view name) -> Expected<std::span<uint8_t>> {
+    for (const SharedRegionInfo& r : machine.shared_regions())
+      if (r.region->spec().name == name) return r.region->span(0, r.region->size());
+    return fail("this VM has no shared region " + std::string(name) + " (gears-vmm --shm name=" + std::string(name) +
+                ",size=...)");
+  };
   services_ = std::make_unique<deploy::ServiceManager>(std::move(mc));
   GEARS_TRY(services_->register_commands(registry_));
 

@@ -27,9 +27,16 @@ static std::string hex(uint64_t v) {
   return b;
 }
 
+// Refuses the service in a VM that shares no region "mpi" (gears-vmm --shm name=mpi,...): the
+// deploy fails at once with a clear line instead of in the guest kernel.
 [[gears::vmm, gears::on_load]] int start(gears::vmm::ServiceHost& host) {
   service_host = &host;
-  host.log("started");
+  auto region = host.shared_region("mpi");
+  if (!region) {
+    host.log("refused: " + region.error().what());
+    return 1;
+  }
+  host.log("started: region mpi is " + std::to_string(region->size() >> 20) + " MiB");
   return 0;
 }
 

@@ -894,6 +894,35 @@ TEST_F(DeployTest, RealFileAuditBundle) {
       << bad.error().what();
 }
 
+// The MPI accelerator's VMM half refuses a VM without its shared region and starts with one
+// (ServiceHost::shared_region, fed by the ManagerConfig's lookup: gears-vmm's --shm regions).
+TEST_F(DeployTest, RealMpiAccelBundleNeedsItsRegion) {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const auto path = (exe.parent_path().parent_path().parent_path() / "samples/mpi_accel/mpi-accel.gears").string();
+  if (ec || !std::filesystem::exists(path)) GTEST_SKIP() << "no mpi-accel.gears (build the samples)";
+  auto cfg = config();
+  cfg.guest_release = kernel_half_release(path);
+  cfg.open_plugin = PluginLibrary::open;
+  {
+    ServiceManager mgr(cfg);
+    auto refused = mgr.deploy_file(path, {});
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().what().find("refused the service"), std::string::npos) << refused.error().what();
+    EXPECT_TRUE(inj.calls.empty());  // nothing reached the guest
+  }
+  std::vector<uint8_t> region(4 << 20);
+  cfg.shared_regions = [&region](std::string_view name) -> Expected<std::span<uint8_t>> {
+    if (name != "mpi") return fail("no region " + std::string(name));
+    return std::span<uint8_t>(region);
+  };
+  ServiceManager mgr(cfg);
+  auto st = mgr.deploy_file(path, {});
+  ASSERT_TRUE(st) << st.error().what();
+  EXPECT_EQ((*st)["log"], Json::array({"started: region mpi is 4 MiB"}));
+  EXPECT_EQ((*st)["kernel"]["module"], "gears_mpi_accel");
+}
+
 // Two opens of a VMM half load two copies, also when the first is still loaded (or, as glibc
 // does for objects with STB_GNU_UNIQUE symbols, never unloaded): glibc must not hand back the
 // first copy because the new memfd got the same fd number, i.e. the same "/proc/self/fd/N".

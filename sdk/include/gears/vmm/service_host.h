@@ -69,6 +69,13 @@ class ServiceHost {
   virtual Expected<void> on_syscall(std::span<const std::uint32_t> numbers, SyscallHandler handler) = 0;
   virtual Expected<void> on_process(ProcessHandler handler) = 0;
   virtual void log(std::string_view line) = 0;
+  // Memory this VM shares with co-located VMs (gears-vmm --shm name=NAME, doc/shm.md): the
+  // host's mapping, for the service's control plane. The guests write it concurrently: copy
+  // what you read before you check it, and treat it as untrusted input. An error when this VM
+  // has no such region.
+  virtual Expected<std::span<std::uint8_t>> shared_region(std::string_view name) {
+    return fail("no shared region " + std::string(name) + " in this gears-vmm");
+  }
 };
 
 // The guest context of the hypercall being served on this thread (nullptr outside one).
