@@ -37,3 +37,33 @@ struct Owning { std::string s; }; // expected-note {{'Owning' declared here}} ex
 [[gears::vmm]] int vmm_side() {
   return kernel_side(); // expected-error {{'kernel_side' runs in the guest_kernel half and cannot be called from the vmm half}}
 }
+
+// No pointer crosses inside a struct either, however deep: fields, nested structs, arrays,
+// unions, base classes, function and member pointers; the message names the field's path.
+struct WithName { int pid; const char* name; }; // expected-note 2 {{'name' declared here; carry the data itself (an array, an offset or an id) instead}}
+struct Inner { int x; void (*callback)(int); }; // expected-note {{'callback' declared here}}
+struct Outer { int a; Inner inner[2]; };
+union Either { long value; int* where; }; // expected-note {{'where' declared here}}
+struct HasUnion { Either e; };
+struct Base { Plain* link; }; // expected-note {{'link' declared here}}
+struct Derived : Base { int y; };
+struct HasMember { int Plain::*which; }; // expected-note {{'which' declared here}}
+struct Fine { int a[4]; Plain p; char text[32]; };
+
+[[gears::vmm]] int in_name(const WithName& ev) { return ev.pid; } // expected-error {{parameter 'ev' of type 'const WithName &' cannot cross to the VMM half: 'ev.name' is of pointer type 'const char *', an address in the calling guest half that means nothing in the VMM}}
+[[gears::vmm]] int in_nested(const Outer& o) { return o.a; } // expected-error {{'o.inner[].callback' is of pointer type 'void (*)(int)'}}
+[[gears::vmm]] int in_union(HasUnion u) { return static_cast<int>(u.e.value); } // expected-error {{'u.e.where' is of pointer type 'int *'}}
+[[gears::vmm]] int in_base(const Derived& d) { return d.y; } // expected-error {{'d.link' is of pointer type 'Plain *'}}
+[[gears::vmm]] int in_member(const HasMember& m) { return m.which ? 1 : 0; } // expected-error {{'m.which' is of pointer type 'int Plain::*'}}
+[[gears::vmm]] int out_name(WithName& ev) { ev.name = nullptr; return 0; } // expected-error {{parameter 'ev' of type 'WithName &' cannot cross halves: 'ev.name' is of pointer type 'const char *', and the VMM half would write a host address back into guest memory}}
+[[gears::vmm]] int fine_nested(const Fine& f) { return f.a[0]; }
+
+[[gears::guest_user]] int user_structs() {
+  WithName w{};
+  HasUnion u{};
+  Derived d{};
+  HasMember m{};
+  Outer o{};
+  Fine f{};
+  return in_name(w) + in_nested(o) + in_union(u) + in_base(d) + in_member(m) + out_name(w) + fine_nested(f);
+}
