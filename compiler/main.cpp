@@ -145,6 +145,15 @@ int main(int argc, const char** argv) {
   // that want to know.
   tool.appendArgumentsAdjuster(clang::tooling::getInsertArgumentAdjuster(
       "-D__GEARSC__=1", clang::tooling::ArgumentInsertPosition::BEGIN));
+  // C++20 unless the command line (or the compile database) names a standard itself: the SDK
+  // headers need it, and `gearsc x.cpp --` must just work.
+  tool.appendArgumentsAdjuster([](const clang::tooling::CommandLineArguments& args, llvm::StringRef) {
+    for (const std::string& a : args)
+      if (a.rfind("-std=", 0) == 0 || a.rfind("--std=", 0) == 0 || a.rfind("/std:", 0) == 0) return args;
+    clang::tooling::CommandLineArguments out = args;
+    out.insert(out.begin() + (out.empty() ? 0 : 1), "-std=c++20");
+    return out;
+  });
   // Clang's own headers (stddef.h, intrinsics) live next to the installed clang, not gearsc.
   tool.appendArgumentsAdjuster(clang::tooling::getInsertArgumentAdjuster(
       "-resource-dir=" GEARS_CLANG_RESOURCE_DIR, clang::tooling::ArgumentInsertPosition::END));
