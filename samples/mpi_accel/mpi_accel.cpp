@@ -5,8 +5,10 @@
 // - guest_kernel: finds this VM's shared region "mpi" and exposes it to the ranks as
 //                 /dev/gears-mpi (mmap); tells the VMM half.
 // - guest_user:   the Open MPI BTL component `gears` (samples/mpi_accel/btl/, C, linked into
-//                 the user half) maps /dev/gears-mpi and carries point-to-point traffic (and so
-//                 collectives and one-sided, through ob1) between ranks that share the region.
+//                 the user half with gears_add_service's USER_LINK_LIBRARIES) maps
+//                 /dev/gears-mpi and carries point-to-point traffic (and so collectives and
+//                 one-sided, through ob1) between ranks that share the region; ranks elsewhere
+//                 keep Open MPI's own paths (tcp, vader).
 // - vmm:          the control plane: which region this VM shares, what the guest did with it.
 #include <gears/kernel.h>
 #include <gears/service.h>
@@ -17,6 +19,10 @@
 #include <string>
 
 GEARS_SERVICE("mpi-accel", "0.1");
+// The user half is Open MPI's `gears` BTL: installed where the guest's Open MPI (Debian's 4.1,
+// as in the guest image) finds its components; every MPI process started after the deploy
+// loads it, none is preloaded. Undeploy removes the file (running processes keep their copy).
+GEARS_USER_HALF_INSTALL("/usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3/mca_btl_gears.so");
 
 // ---------------------------------------------------------------- VMM half
 static gears::vmm::ServiceHost* service_host;
