@@ -3,7 +3,7 @@
 #
 # Mounts the basics, loads the modules listed in /etc/gears/modules (in order; options for a
 # module come from the kernel command line as <module>.<param>=<value>, as modprobe would do),
-# prints GEARS-GUEST-READY, then:
+# sources the flavour's /etc/gears/init.d/*.sh if any, prints GEARS-GUEST-READY, then:
 #   - with gears_run set (kernel command line `gears_run="uname -r; nproc"`: parameters without
 #     a dot become init's environment), runs it with `sh -c`, prints GEARS-GUEST-RC=<rc> and
 #     powers off;
@@ -35,6 +35,14 @@ while read -r ko; do
   # shellcheck disable=SC2086 # options are separate words on purpose
   insmod "$ko" $opts 2>/dev/null || echo "guest-init: insmod $name failed"
 done < /etc/gears/modules
+
+# Image flavours add setup steps as /etc/gears/init.d/*.sh (e.g. the MPI flavour's hostname,
+# lo, Open MPI environment: guest-mpi-init.sh); they are sourced here, in name order. The base
+# image has none.
+for hook in /etc/gears/init.d/*.sh; do
+  # shellcheck source=/dev/null
+  [ -f "$hook" ] && . "$hook"
+done
 
 echo GEARS-GUEST-READY
 

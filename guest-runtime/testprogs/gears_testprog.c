@@ -30,6 +30,10 @@
  *   shm wait DEV OFFSET TEXT SECS   polls the mapping until TEXT is at OFFSET (another VM wrote
  *                                   it) or SECS pass; prints "GEARS-SHM seen OFFSET TEXT" or
  *                                   "GEARS-SHM timeout OFFSET" (exit 1)
+ *   argv [ARG...]                   prints "GEARS-ARGV argc=N |argv[0]|argv[1]|...|" (what the
+ *                                   execve tool's argv rules made of the call); started under a
+ *                                   name whose last component is "gears-argv" (a symlink) it does
+ *                                   so whatever its arguments are
  *   true                            exits 0
  * Hypercalls are gears-vmm's service-0 calls (host-vmm/hooks/builtin_hypercalls.h). */
 #define _GNU_SOURCE
@@ -363,8 +367,20 @@ static int shm(int argc, char** argv) {
   return 2;
 }
 
+static int print_argv(int argc, char** argv) {
+  printf("GEARS-ARGV argc=%d |", argc);
+  for (int i = 0; i < argc; ++i) printf("%s|", argv[i]);
+  printf("\n");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc >= 1) {
+    const char* base = strrchr(argv[0], '/');
+    if (strcmp(base ? base + 1 : argv[0], "gears-argv") == 0) return print_argv(argc, argv);
+  }
+  if (argc >= 2 && strcmp(argv[1], "argv") == 0) return print_argv(argc, argv);
   if (argc >= 2 && strcmp(argv[1], "true") == 0) return 0;
   if (argc >= 4 && strcmp(argv[1], "bench") == 0) return bench(argv[2], atol(argv[3]));
   if (argc >= 4 && strcmp(argv[1], "probe") == 0) return probe(atoi(argv[2]), atoi(argv[3]));
@@ -392,6 +408,6 @@ int main(int argc, char** argv) {
   if (argc >= 6 && strcmp(argv[1], "udpsend") == 0) return udpsend(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
   if (argc >= 4 && strcmp(argv[1], "udprecv") == 0) return udprecv(atoi(argv[2]), atoi(argv[3]));
   if (argc >= 6 && strcmp(argv[1], "shm") == 0) return shm(argc, argv);
-  fprintf(stderr, "usage: gears-testprog bench|probe|retprobe|spin|hcfuzz|forkexec|doorbell|env|udpsend|udprecv|shm|true ...\n");
+  fprintf(stderr, "usage: gears-testprog bench|probe|retprobe|spin|hcfuzz|forkexec|doorbell|env|argv|udpsend|udprecv|shm|true ...\n");
   return 2;
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gears/expected.h"
+#include "tools/execve/env_inject.h"
 
 namespace gears::vmm::deploy {
 
@@ -72,9 +73,10 @@ class GuestInjector {
                                                                  const std::string& detach_symbol,
                                                                  std::chrono::milliseconds timeout) = 0;
 
-  // New processes: an environment edit at every execve whose file name matches `glob`
-  // ("NAME+=VALUE" prepends with ':', "NAME=VALUE" sets). Returns an id for remove_exec_env.
-  virtual Expected<uint64_t> add_exec_env(const std::string& glob, const std::string& edit) = 0;
+  // New processes: an environment edit at every execve whose file name matches `glob` (a rule
+  // in the execve tool's ExecRules; kPrepend prepends with ':', kSet sets). Returns an id for
+  // remove_exec_env.
+  virtual Expected<uint64_t> add_exec_env(const std::string& glob, const execve::EnvEdit& edit) = 0;
   virtual void remove_exec_env(uint64_t id) = 0;
 };
 

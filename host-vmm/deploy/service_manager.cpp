@@ -213,7 +213,7 @@ Expected<void> ServiceManager::load_guest_halves(Service& s, const DeployOptions
   if (s.env_globs.empty() && options.selector && options.selector->kind == ProcessSelector::Kind::exe_glob)
     s.env_globs.push_back(options.selector->pattern);
   for (const auto& glob : s.env_globs) {
-    auto id = inj->add_exec_env(glob, "LD_PRELOAD+=" + path);
+    auto id = inj->add_exec_env(glob, {"LD_PRELOAD", path, execve::EnvEdit::Mode::kPrepend});
     if (!id) return fail("preloading the user half into new \"" + glob + "\" processes: " + id.error().what());
     s.env_ids.push_back(*id);
   }

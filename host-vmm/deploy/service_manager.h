@@ -10,7 +10,7 @@
 //             (d) user half: injector.write_file(<user_dir>/gears-<service>.user.so, 0644)
 //             (e) injector.load_library(selector, path, "gears_user_attach_v1") for running
 //                 processes (per-process failures are reported, not fatal)
-//             (f) injector.add_exec_env(glob, "LD_PRELOAD+=path") per manifest program
+//             (f) injector.add_exec_env(glob, {LD_PRELOAD, path, kPrepend}) per manifest program
 //   undeploy: the reverse (detach "gears_user_detach_v1"), continuing past errors.
 //
 // Runs on the control thread; the injector blocks it until the guest did the work.

@@ -6,28 +6,6 @@
 
 namespace gears::vmm::hooks {
 
-Expected<EnvRule> parse_env_rule(const std::string& spec) {
-  const auto colon = spec.find(':');
-  if (colon == std::string::npos || colon == 0)
-    return fail("--inject-env '" + spec + "': want GLOB:NAME=VALUE or GLOB:NAME+=VALUE");
-  EnvRule r;
-  r.pattern = spec.substr(0, colon);
-  const std::string rest = spec.substr(colon + 1);
-  const auto eq = rest.find('=');
-  if (eq == std::string::npos || eq == 0) return fail("--inject-env '" + spec + "': want NAME=VALUE after the ':'");
-  std::string name = rest.substr(0, eq);
-  r.edit.mode = execve::EnvEdit::Mode::kSet;
-  if (name.back() == '+') {
-    name.pop_back();
-    r.edit.mode = execve::EnvEdit::Mode::kPrepend;
-  }
-  if (name.empty() || name.find_first_of("= \t") != std::string::npos)
-    return fail("--inject-env '" + spec + "': bad variable name");
-  r.edit.name = name;
-  r.edit.value = rest.substr(eq + 1);
-  return r;
-}
-
 Expected<GearsOptions> take_gears_options(std::vector<std::string>& args) {
   GearsOptions o;
   std::vector<std::string> rest;
@@ -68,8 +46,14 @@ Expected<GearsOptions> take_gears_options(std::vector<std::string>& args) {
       auto v = value();
       if (!v) return fail(v.error());
       auto r = parse_env_rule(*v);
-      if (!r) return fail(r.error());
+      if (!r) return fail(a + ": " + r.error().message);
       o.inject_env.push_back(std::move(*r));
+    } else if (a == "--inject-argv") {
+      auto v = value();
+      if (!v) return fail(v.error());
+      auto r = parse_argv_rule(*v);
+      if (!r) return fail(a + ": " + r.error().message);
+      o.inject_argv.push_back(std::move(*r));
     } else {
       rest.push_back(a);
     }
@@ -77,7 +61,7 @@ Expected<GearsOptions> take_gears_options(std::vector<std::string>& args) {
   args = std::move(rest);
   // The stub is installed when asked for, or when a tool needs syscall exits.
   const bool needed = !o.intercept.empty() || !o.returns.empty() || o.syscall_returns ||
-                      o.track_processes || !o.inject_env.empty();
+                      o.track_processes || !o.inject_env.empty() || !o.inject_argv.empty();
   o.syscall_exit = !no_exit && (explicit_exit || needed);
   o.stub_ready = !no_exit;
   return o;
@@ -98,7 +82,11 @@ const char* gears_usage() {
          "  --track-processes       track guest processes from fork/exec/exit syscalls\n"
          "  --inject-env GLOB:NAME=VALUE, GLOB:NAME+=VALUE\n"
          "                          at an execve of a file matching GLOB (or its basename), set NAME\n"
-         "                          or prepend VALUE to it with ':' (e.g. '*:LD_PRELOAD+=/lib/x.so')\n";
+         "                          or prepend VALUE to it with ':' (e.g. '*:LD_PRELOAD+=/lib/x.so')\n"
+         "  --inject-argv GLOB:+ARG, GLOB:^ARG, GLOB:-ARG, GLOB:=OLD=>NEW\n"
+         "                          at such an execve, append ARG, insert it right after argv[0],\n"
+         "                          remove every argument equal to ARG, or replace OLD by NEW\n"
+         "                          (e.g. 'gcc:+-g', 'curl:---verbose', 'app:=--fast=>--safe')\n";
 }
 
 }  // namespace gears::vmm::hooks

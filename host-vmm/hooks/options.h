@@ -11,6 +11,10 @@
 //   --inject-env GLOB:NAME=VALUE | GLOB:NAME+=VALUE
 //                                at an execve whose filename matches GLOB (fnmatch, or the
 //                                basename), set NAME (=) or prepend VALUE to a ':' list (+=)
+//   --inject-argv GLOB:+ARG | GLOB:^ARG | GLOB:-ARG | GLOB:=OLD=>NEW
+//                                at such an execve, append ARG, insert it after argv[0], remove
+//                                every argument equal to ARG, or replace OLD by NEW
+// (rule syntax: tools/execve/exec_rules.h; the rules go into the toolset's ExecRules)
 #pragma once
 
 #include <cstdint>
@@ -19,14 +23,15 @@
 #include <vector>
 
 #include "gears/expected.h"
-#include "tools/execve/env_inject.h"
+#include "tools/execve/exec_rules.h"
 
 namespace gears::vmm::hooks {
 
-struct EnvRule {
-  std::string pattern;
-  execve::EnvEdit edit;
-};
+using execve::ArgvRule;
+using execve::EnvRule;
+// "GLOB:NAME=VALUE" / "GLOB:NAME+=VALUE"; "GLOB:+ARG" / "GLOB:^ARG" / "GLOB:-ARG" / "GLOB:=OLD=>NEW".
+using execve::parse_argv_rule;
+using execve::parse_env_rule;
 
 struct GearsOptions {
   std::optional<std::string> control_socket;  // unset: the default path; "none": no socket
@@ -40,10 +45,8 @@ struct GearsOptions {
   std::vector<uint32_t> returns;  // selected with their returns
   bool syscall_returns = false;   // ReturnTrap on (opt-in, doc/toolset.md "Syscall exit events")
   std::vector<EnvRule> inject_env;
+  std::vector<ArgvRule> inject_argv;
 };
-
-// "GLOB:NAME=VALUE" / "GLOB:NAME+=VALUE".
-Expected<EnvRule> parse_env_rule(const std::string& spec);
 
 // Removes the GEARS options from `args` (argv without argv[0]) and returns them.
 Expected<GearsOptions> take_gears_options(std::vector<std::string>& args);

@@ -1,13 +1,12 @@
 #include "hooks/toolset.h"
 
-#include <fnmatch.h>
-
 #include <cstdio>
 #include <cstdlib>
 
 #include "control/socket_path.h"
 #include "hooks/builtin_hypercalls.h"
-#include "tools/execve/env_inject.h"
+#include "tools/execve/exec_commands.h"
+#include "tools/execve/exec_inject.h"
 #include "tools/introspect/address_space.h"
 #include "tools/proctrack/linux_syscalls.h"
 
@@ -25,12 +24,6 @@ constexpr uint32_t kTrackedSyscalls[] = {sys::kClone, sys::kFork,     sys::kVfor
 // execs (failure), and getpid/getppid where someone else selected them.
 constexpr uint32_t kTrackedReturns[] = {sys::kClone,    sys::kFork,   sys::kVfork,  sys::kExecve,
                                         sys::kExecveat, sys::kClone3, sys::kGetpid, sys::kGetppid};
-
-bool rule_matches(const std::string& pattern, const std::string& file) {
-  if (fnmatch(pattern.c_str(), file.c_str(), 0) == 0) return true;
-  const auto slash = file.rfind('/');
-  return slash != std::string::npos && fnmatch(pattern.c_str(), file.c_str() + slash + 1, 0) == 0;
-}
 }  // namespace
 
 Expected<std::unique_ptr<Toolset>> Toolset::attach(Machine& machine, const GearsOptions& options,
@@ -59,16 +52,14 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
     GEARS_TRY(sysexit_.set_user_returns(nr, true));
   }
   track_ = o.track_processes;
-  rules_ = o.inject_env;
-  rule_ids_.assign(rules_.size(), 0);
   if (track_) {
     for (uint32_t nr : kTrackedSyscalls) GEARS_TRY(sysexit_.acquire(nr));
     for (uint32_t nr : kTrackedReturns) GEARS_TRY(sysexit_.acquire_returns(nr));
   }
-  if (!rules_.empty()) {
-    GEARS_TRY(sysexit_.acquire(sys::kExecve));
-    GEARS_TRY(sysexit_.acquire(sys::kExecveat));
-  }
+  for (const auto& r : o.inject_env)
+    if (auto id = exec_rules_.add(r, execve::kFromOption); !id) return fail("--inject-env: " + id.error().message);
+  for (const auto& r : o.inject_argv)
+    if (auto id = exec_rules_.add(r, execve::kFromOption); !id) return fail("--inject-argv: " + id.error().message);
   for (size_t i = 0; i < machine.vcpus().size(); ++i) traces_.push_back(std::make_unique<VcpuTrace>());
   GEARS_TRY(registry_.add("events", "the last syscall events per vCPU with arguments: optional \"nr\":N, \"vcpu\":N",
                           [this](const Json& req) -> Expected<Json> {
@@ -128,23 +119,12 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
   GEARS_TRY(registry_.add("syscall-hook", "arm/disarm the syscall stub on every vCPU (LSTAR): \"on\":bool",
                           [h](const Json& req) -> Expected<Json> { return h->set_armed(req.at("on").get<bool>()); }));
   GEARS_TRY(registry_.add_stats("execve", [this] {
-    return Json{{"execs_seen", execs_seen_.load()}, {"injected", injected_.load()}, {"inject_failed", inject_failed_.load()},
+    return Json{{"execs_seen", execs_seen_.load()},     {"injected", injected_.load()},
+                {"inject_failed", inject_failed_.load()}, {"env_rewritten", env_rewritten_.load()},
+                {"argv_rewritten", argv_rewritten_.load()}, {"rules", exec_rules_.size()},
                 {"tracking", track_}};
   }));
-  GEARS_TRY(registry_.add("inject-env", "add an execve environment rule: \"rule\":\"GLOB:NAME=VALUE\" (or NAME+=VALUE); none: list",
-                          [this](const Json& req) -> Expected<Json> {
-                            std::lock_guard lock(rules_mu_);
-                            if (req.contains("rule")) {
-                              auto r = parse_env_rule(req.at("rule").get<std::string>());
-                              if (!r) return fail(r.error());
-                              GEARS_TRY(add_rule_locked(std::move(*r), 0));
-                            }
-                            Json list = Json::array();
-                            for (const auto& r : rules_)
-                              list.push_back({{"pattern", r.pattern}, {"name", r.edit.name}, {"value", r.edit.value},
-                                              {"prepend", r.edit.mode == execve::EnvEdit::Mode::kPrepend}});
-                            return Json{{"rules", std::move(list)}};
-                          }));
+  GEARS_TRY(execve::register_commands(registry_, exec_rules_));
 
   GEARS_TRY(setup_injection());
   subscriptions_.set_process_events(track_);
@@ -189,8 +169,7 @@ Expected<void> Toolset::setup_injection() {
     if (!h->armed() || !h->stub_installed()) GEARS_TRY(h->set_armed(true));
     return {};
   };
-  ih.add_exec_env = [this](const std::string& glob, const std::string& edit) { return add_env_rule(glob, edit); };
-  ih.remove_exec_env = [this](uint64_t id) { remove_env_rule(id); };
+  ih.exec_rules = &exec_rules_;
   injector_ = std::make_unique<inject::EngineInjector>(*engine_, std::move(ih));
   inject::BorrowEngine* e = engine_.get();
   GEARS_TRY(registry_.add_stats("inject", [e] {
@@ -213,37 +192,18 @@ Expected<void> Toolset::setup_injection() {
   return {};
 }
 
-Expected<uint64_t> Toolset::add_env_rule(const std::string& glob, const std::string& edit) {
-  auto r = parse_env_rule(glob + ":" + edit);
-  if (!r) return fail(r.error());
-  std::lock_guard lock(rules_mu_);
-  const uint64_t id = next_rule_id_++;
-  GEARS_TRY(add_rule_locked(std::move(*r), id));
-  return id;
-}
-
-Expected<void> Toolset::add_rule_locked(EnvRule rule, uint64_t id) {
-  if (rules_.empty()) {  // the first rule: execve/execveat must exit
-    GEARS_TRY(sysexit_.acquire(sys::kExecve));
-    GEARS_TRY(sysexit_.acquire(sys::kExecveat));
+Expected<void> Toolset::select_execve(bool on) {
+  if (!on) {
+    sysexit_.release(sys::kExecve);
+    sysexit_.release(sys::kExecveat);
+    return {};
   }
-  rules_.push_back(std::move(rule));
-  rule_ids_.push_back(id);
+  GEARS_TRY(sysexit_.acquire(sys::kExecve));
+  if (auto r = sysexit_.acquire(sys::kExecveat); !r) {
+    sysexit_.release(sys::kExecve);
+    return fail(r.error());
+  }
   return {};
-}
-
-void Toolset::remove_env_rule(uint64_t id) {
-  std::lock_guard lock(rules_mu_);
-  for (size_t i = 0; i < rule_ids_.size(); ++i) {
-    if (rule_ids_[i] != id) continue;
-    rules_.erase(rules_.begin() + static_cast<std::ptrdiff_t>(i));
-    rule_ids_.erase(rule_ids_.begin() + static_cast<std::ptrdiff_t>(i));
-    if (rules_.empty()) {
-      sysexit_.release(sys::kExecve);
-      sysexit_.release(sys::kExecveat);
-    }
-    return;
-  }
 }
 
 void Toolset::record(const syscall_exit::SyscallEvent& ev) {
@@ -308,25 +268,26 @@ void Toolset::on_syscall(GuestMemory& mem, const syscall_exit::SyscallEvent& ev,
 }
 
 void Toolset::inject(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs) {
-  std::vector<execve::EnvEdit> edits;
-  {
-    std::lock_guard lock(rules_mu_);
-    if (rules_.empty()) return;
-    introspect::AddressSpace as(mem, ev.cr3);
-    const uint64_t ptr = ev.nr == sys::kExecve ? ev.args[0] : ev.args[1];
-    auto file = as.read_string(ptr, 4096, introspect::Access::user_read());
-    if (!file) return;  // the kernel will answer -EFAULT itself
-    for (const auto& r : rules_)
-      if (rule_matches(r.pattern, *file)) edits.push_back(r.edit);
-  }
+  if (exec_rules_.empty()) return;
+  introspect::AddressSpace caller(mem, ev.cr3);
+  const uint64_t ptr = ev.nr == sys::kExecve ? ev.args[0] : ev.args[1];
+  auto file = caller.read_string(ptr, 4096, introspect::Access::user_read());
+  if (!file) return;  // the kernel will answer -EFAULT itself
+  const execve::ExecEdits edits = exec_rules_.edits_for(*file);
   if (edits.empty()) return;
   auto as = introspect::AddressSpace::of_vcpu(mem, regs);
   if (!as) {
     inject_failed_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  if (auto r = execve::inject_env(*as, regs, edits); r) injected_.fetch_add(1, std::memory_order_relaxed);
-  else inject_failed_.fetch_add(1, std::memory_order_relaxed);
+  auto r = execve::inject_exec(*as, regs, edits);
+  if (!r) {
+    inject_failed_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  injected_.fetch_add(1, std::memory_order_relaxed);
+  if (r->env_rewritten) env_rewritten_.fetch_add(1, std::memory_order_relaxed);
+  if (r->argv_rewritten) argv_rewritten_.fetch_add(1, std::memory_order_relaxed);
 }
 
 }  // namespace gears::vmm::hooks

@@ -1,7 +1,7 @@
 // The GEARS tools attached to one Machine (doc/toolset.md, "How it is wired"): the command
 // registry and control socket, selective syscall exiting (SyscallHook + SyscallExitTool), the
 // hypercall dispatcher with gears-vmm's own service-0 calls, process tracking fed by syscall
-// exits, and execve environment injection.
+// exits, and the execve rules (environment and argument injection, one ExecRules store).
 //
 // Lifetime: attach() before Machine::run(); destroy after run() returned (the vCPU threads are
 // joined then) and before the Machine (the control thread reads the stub bitmap in guest RAM).
@@ -21,6 +21,7 @@
 #include "deploy/syscall_subscriptions.h"
 #include "hooks/options.h"
 #include "hooks/syscall_hook.h"
+#include "tools/execve/exec_rules.h"
 #include "tools/hypercall/dispatcher.h"
 #include "tools/inject/borrow_engine.h"
 #include "tools/inject/engine_injector.h"
@@ -50,9 +51,7 @@ class Toolset {
   void record(const syscall_exit::SyscallEvent& ev);
   void on_return(const syscall_exit::SyscallReturn& ret);
   Expected<void> setup_injection();
-  Expected<uint64_t> add_env_rule(const std::string& glob, const std::string& edit);
-  void remove_env_rule(uint64_t id);
-  Expected<void> add_rule_locked(EnvRule rule, uint64_t id);  // under rules_mu_; id 0: command line
+  Expected<void> select_execve(bool on);  // ExecRules' activation: execve/execveat exit while rules exist
 
   // The last kTraceDepth syscall events per vCPU (the "events" command): what the stub saw,
   // arguments included, without a log.
@@ -68,20 +67,18 @@ class Toolset {
 
   control::CommandRegistry registry_;
   syscall_exit::SyscallExitTool sysexit_;
+  // Every execve rule (options, control commands, deploy); selects 59/322 while it holds any.
+  execve::ExecRules exec_rules_{[this](bool on) { return select_execve(on); }};
   deploy::SyscallSubscriptions subscriptions_{&sysexit_};  // services' syscall/process handlers
   hypercall::HypercallDispatcher hypercalls_;
   proctrack::SharedTracker tracker_;
   std::unique_ptr<SyscallHook> hook_;
   std::unique_ptr<control::ControlServer> server_;
   bool track_ = false;
-  std::mutex rules_mu_;
-  std::vector<EnvRule> rules_;
-  std::vector<uint64_t> rule_ids_;  // parallel to rules_: 0 for rules from the command line
-  uint64_t next_rule_id_ = 1;
   std::unique_ptr<inject::BorrowEngine> engine_;
   std::unique_ptr<inject::EngineInjector> injector_;
   std::unique_ptr<deploy::ServiceManager> services_;  // last: uses the dispatcher, subscriptions, injector
-  std::atomic<uint64_t> execs_seen_{0}, injected_{0}, inject_failed_{0};
+  std::atomic<uint64_t> execs_seen_{0}, injected_{0}, inject_failed_{0}, env_rewritten_{0}, argv_rewritten_{0};
   std::string socket_path_;
 };
 

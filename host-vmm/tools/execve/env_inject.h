@@ -1,46 +1,22 @@
-// The execve hook's data side: read an execve call's filename/argv/envp from the caller's
-// memory, and add or change environment variables (e.g. LD_PRELOAD) before the kernel sees
-// them. Runs at the selective-exit stub's exit for execve/execveat, on the calling vCPU.
-//
-// The new envp array and the new strings are written below the user stack pointer, under the
-// 128-byte red zone: exec throws the old stack away, so nothing live is overwritten, and writes
-// use user-write access so a guard page or an unmapped stack fails cleanly: the registers are
-// unchanged (bytes already written below the stack are dead memory).
-// Unchanged variables keep their original string pointers; only new/edited strings are copied.
+// The execve hook's environment edits: add or change variables (e.g. LD_PRELOAD) in the envp of
+// an execve/execveat before the kernel sees it. Where the new array goes: exec_arrays.h (below
+// the user stack under the red zone; unchanged variables keep their original string pointers).
 #pragma once
 
-#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "gears/expected.h"
-#include "tools/introspect/address_space.h"
-#include "tools/introspect/vcpu_regs.h"
+#include "tools/execve/exec_arrays.h"
 
 namespace gears::vmm::execve {
-
-struct ExecveCall {
-  std::string filename;
-  std::vector<std::string> argv;
-  std::vector<std::string> envp;
-};
-
-struct ExecveLimits {
-  uint64_t max_path = 4096;                      // PATH_MAX
-  introspect::AddressSpace::StringArrayLimits strings{};  // MAX_ARG_STRLEN-ish bounds
-  uint64_t max_stack_use = 256 * 1024;           // how far below RSP we may write
-};
-
-// Reads execve(filename, argv, envp) (RDI, RSI, RDX) or execveat(dirfd, filename, argv, envp)
-// (RSI, RDX, R10), chosen by EAX. A NULL argv/envp reads as empty (the kernel allows it).
-Expected<ExecveCall> read_execve(const introspect::AddressSpace& as, const VcpuRegs& regs,
-                                 ExecveLimits limits = {});
 
 struct EnvEdit {
   enum class Mode { kSet, kPrepend };  // kPrepend: "NAME=value:old" (LD_PRELOAD, PATH style)
   std::string name;
   std::string value;
   Mode mode = Mode::kSet;
+  bool operator==(const EnvEdit&) const = default;
 };
 
 // envp with the edits applied: kSet replaces every NAME= entry (first kept, rest dropped) or

@@ -365,13 +365,13 @@ Expected<std::vector<deploy::ProcessInjection>> EngineInjector::unload_library(
   return results;
 }
 
-Expected<uint64_t> EngineInjector::add_exec_env(const std::string& glob, const std::string& edit) {
-  if (!hooks_.add_exec_env) return fail("exec environment injection is not available");
-  return hooks_.add_exec_env(glob, edit);
+Expected<uint64_t> EngineInjector::add_exec_env(const std::string& glob, const execve::EnvEdit& edit) {
+  if (!hooks_.exec_rules) return fail("exec environment injection is not available");
+  return hooks_.exec_rules->add(glob, edit, execve::kFromDeploy);
 }
 
 void EngineInjector::remove_exec_env(uint64_t id) {
-  if (hooks_.remove_exec_env) hooks_.remove_exec_env(id);
+  if (hooks_.exec_rules) hooks_.exec_rules->remove(id);
 }
 
 }  // namespace gears::vmm::inject

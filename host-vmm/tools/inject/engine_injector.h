@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "deploy/guest_injector.h"
+#include "tools/execve/exec_rules.h"
 #include "tools/inject/borrow_engine.h"
 #include "tools/inject/guest_chains.h"
 
@@ -22,9 +23,9 @@ namespace gears::vmm::inject {
 struct InjectorHooks {
   // Makes sure syscalls reach the stub (arms LSTAR); an error says why they cannot.
   std::function<Expected<void>()> ensure_ready;
-  // Environment edits at exec (the execve tool's rules), owned by the toolset.
-  std::function<Expected<uint64_t>(const std::string& glob, const std::string& edit)> add_exec_env;
-  std::function<void(uint64_t id)> remove_exec_env;
+  // Environment edits at exec go into the execve tool's rules (owned by the toolset; null:
+  // add_exec_env fails).
+  execve::ExecRules* exec_rules = nullptr;
 };
 
 class EngineInjector : public deploy::GuestInjector {
@@ -44,7 +45,7 @@ class EngineInjector : public deploy::GuestInjector {
   Expected<std::vector<deploy::ProcessInjection>> unload_library(const std::vector<deploy::ProcessInjection>& loaded,
                                                                  const std::string& detach_symbol,
                                                                  std::chrono::milliseconds timeout) override;
-  Expected<uint64_t> add_exec_env(const std::string& glob, const std::string& edit) override;
+  Expected<uint64_t> add_exec_env(const std::string& glob, const execve::EnvEdit& edit) override;
   void remove_exec_env(uint64_t id) override;
 
   // The guest's process list (for `gearsctl ps --guest`-style views and the selectors).

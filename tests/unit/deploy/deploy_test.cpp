@@ -21,6 +21,7 @@
 #include "gears/bundle.h"
 #include "gearsctl/args.h"
 #include "gearsctl/format.h"
+#include "tools/execve/exec_rules.h"
 #include "x86/bzimage.h"
 
 namespace {
@@ -188,8 +189,8 @@ class FakeInjector final : public GuestInjector {
     unloaded = loaded;
     return loaded;
   }
-  Expected<uint64_t> add_exec_env(const std::string& glob, const std::string& edit) override {
-    GEARS_TRY(step("add_exec_env:" + glob + ":" + edit));
+  Expected<uint64_t> add_exec_env(const std::string& glob, const execve::EnvEdit& edit) override {
+    GEARS_TRY(step("add_exec_env:" + glob + ":" + execve::edit_text(edit)));
     return next_env++;
   }
   void remove_exec_env(uint64_t id) override { calls.push_back("remove_exec_env:" + std::to_string(id)); }

@@ -142,6 +142,11 @@ TEST(GearsctlArgs, Commands) {
   EXPECT_EQ(parse({"call", R"({"cmd":"stats"})"})->request["cmd"], "stats");
   EXPECT_EQ(parse({"--timeout", "3", "stats"})->timeout_ms, 3000);
   EXPECT_TRUE(parse({"--help"})->help);
+  // execve rules need no subcommand of their own: key=value splits at the first '='.
+  EXPECT_EQ(parse({"inject-argv", "rule=app:=--fast=>--safe"})->request,
+            Json::parse(R"({"cmd":"inject-argv","rule":"app:=--fast=>--safe"})"));
+  EXPECT_EQ(parse({"inject-env", "rule=*:LD_PRELOAD+=/x.so"})->request["rule"], "*:LD_PRELOAD+=/x.so");
+  EXPECT_EQ(parse({"exec-rule-remove", "id=3"})->request, Json::parse(R"({"cmd":"exec-rule-remove","id":3})"));
 }
 
 TEST(GearsctlArgs, ErrorsAreOneLine) {
@@ -174,6 +179,10 @@ TEST(GearsctlFormat, GenericAndStats) {
   EXPECT_EQ(ctl::format_reply("intercept", Json::parse(R"({"ok":true})")), "ok\n");
   auto list = ctl::format_reply("other", Json::parse(R"({"ok":true,"items":[{"b":1,"a":"x"}]})"));
   EXPECT_NE(list.find("A  B"), std::string::npos) << list;
+  // The execve rules as `gearsctl exec-rules` shows them (the generic table).
+  auto rules = ctl::format_reply("exec-rules", Json::parse(
+      R"({"ok":true,"rules":[{"id":3,"kind":"argv","glob":"cat","edit":"+-n","source":"control"}]})"));
+  EXPECT_NE(rules.find("rules:\nEDIT  GLOB  ID  KIND  SOURCE\n+-n   cat   3   argv  control"), std::string::npos) << rules;
 }
 
 #ifdef GEARSCTL_PATH
