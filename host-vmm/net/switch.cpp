@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "net/gso.h"
+
 namespace gears::vmm::net {
 
 namespace {
@@ -33,6 +35,9 @@ constexpr std::array<std::string_view, static_cast<size_t>(Counter::kCount)> kCo
     "drop_remote_unknown_peer",
     "drop_remote_to_remote",
     "drop_table_full",
+    "gso_segmented",
+    "csum_completed",
+    "drop_bad_offload",
 };
 
 Counter decap_counter(DecapError e) {
@@ -66,14 +71,14 @@ class Switch::LocalPort final : public Port {
   ~LocalPort() override { sw_->remove_port(id_); }
 
   std::string_view name() const override { return name_; }
-  void send(std::span<const uint8_t> frame) override { sw_->from_port(id_, frame); }
+  void send(std::span<const uint8_t> frame, const Offload& off) override { sw_->from_port(id_, frame, off); }
   void set_receiver(FrameReceiver receiver) override {
     std::lock_guard lk(rx_mu_);
     receiver_ = std::move(receiver);
   }
-  void deliver(std::span<const uint8_t> frame) {
+  void deliver(std::span<const uint8_t> frame, const Offload& off) {
     std::lock_guard lk(rx_mu_);
-    if (receiver_) receiver_(frame);
+    if (receiver_) receiver_(frame, off);
   }
 
  private:
@@ -248,9 +253,15 @@ void Switch::all_ports_locked(uint64_t except, Targets& t) const {
   }
 }
 
-void Switch::from_port(uint64_t port_id, std::span<const uint8_t> frame) {
-  if (frame.size() < GEARS_OVERLAY_MIN_FRAME || frame.size() > max_frame_) {
+void Switch::from_port(uint64_t port_id, std::span<const uint8_t> frame, const Offload& off) {
+  // A GSO frame may be up to 64 KiB; each of its segments must fit max_frame_ (checked below).
+  const size_t limit = off.is_gso() ? kMaxGsoFrame : max_frame_;
+  if (frame.size() < GEARS_OVERLAY_MIN_FRAME || frame.size() > limit) {
     bump(Counter::kDropBadFrame);
+    return;
+  }
+  if (!off.plain() && check_offload(frame, off, max_frame_) != OffloadError::kNone) {
+    bump(Counter::kDropBadOffload);
     return;
   }
   const MacAddress dst = MacAddress::from(frame.subspan(0, 6));
@@ -281,7 +292,7 @@ void Switch::from_port(uint64_t port_id, std::span<const uint8_t> frame) {
       t.peers.push_back(e->peer);
     }
   }
-  deliver(t, frame);
+  deliver(t, frame, off);
 }
 
 void Switch::from_peer(const Endpoint& from, std::span<const uint8_t> packet) {
@@ -319,12 +330,12 @@ void Switch::from_peer(const Endpoint& from, std::span<const uint8_t> packet) {
         if (auto sp = p->second.second.lock()) t.ports.push_back(std::move(sp));
     }
   }
-  deliver(t, d.frame);
+  deliver(t, d.frame, Offload{});
 }
 
-void Switch::deliver(const Targets& t, std::span<const uint8_t> frame) {
+void Switch::deliver(const Targets& t, std::span<const uint8_t> frame, const Offload& off) {
   for (const auto& p : t.ports) {
-    p->deliver(frame);
+    p->deliver(frame, off);
     bump(Counter::kPortTxFrames);
   }
   if (t.peers.empty()) return;
@@ -332,11 +343,24 @@ void Switch::deliver(const Targets& t, std::span<const uint8_t> frame) {
     bump(Counter::kDropNoBackend, t.peers.size());
     return;
   }
+  if (off.plain()) {
+    send_to_peers(t.peers, frame);
+  } else {
+    // The wire carries plain frames of at most max_frame_ bytes: complete or segment first.
+    const Resolution r = resolve(frame, off, Accepts{}, max_frame_,
+                                 [&](std::span<const uint8_t> f, const Offload&) { send_to_peers(t.peers, f); });
+    if (r == Resolution::kSegmented) bump(Counter::kGsoSegmented);
+    if (r == Resolution::kCsumCompleted) bump(Counter::kCsumCompleted);
+  }
+  backend_->flush();
+}
+
+void Switch::send_to_peers(const std::vector<Endpoint>& peers, std::span<const uint8_t> frame) {
   // One encapsulation buffer per thread: vCPUs and the backend thread send concurrently.
   thread_local std::vector<uint8_t> buf;
   buf.resize(kHeaderSize + frame.size());
   const size_t n = encapsulate(opts_.network, frame, buf);
-  for (const auto& peer : t.peers) {
+  for (const auto& peer : peers) {
     switch (backend_->send(peer, std::span(buf.data(), n))) {
       case SendStatus::kOk: bump(Counter::kRemoteTxPackets); break;
       case SendStatus::kUnreachable: bump(Counter::kDropSendUnreachable); break;
@@ -344,7 +368,6 @@ void Switch::deliver(const Targets& t, std::span<const uint8_t> frame) {
       case SendStatus::kError: bump(Counter::kDropSendError); break;
     }
   }
-  backend_->flush();
 }
 
 void Switch::peer_error(const Endpoint& peer, int) {
