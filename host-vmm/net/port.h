@@ -5,10 +5,7 @@
 //   device --send(frame)--> switch          (guest transmit)
 //   switch --receiver(frame)--> device      (guest receive)
 //
-// Frames are whole Ethernet frames (destination MAC first), without virtio headers or FCS,
-// each with its offload state (net/offload.h: a partial checksum, a TCP segment larger than the
-// MTU). A receiver resolves what it cannot take itself (net/gso.h `resolve`); the switch does
-// it for peer hosts.
+// Frames are whole Ethernet frames (destination MAC first), without virtio headers or FCS.
 // Threading: send() may be called from any thread (vCPUs); the receiver is called from switch
 // threads (another VM's vCPU, the backend's receive thread) and must not block for long.
 // A receiver must not call send() on the same port from inside the callback.
@@ -19,21 +16,17 @@
 #include <span>
 #include <string_view>
 
-#include "net/offload.h"
-
 namespace gears::vmm::net {
 
-using FrameReceiver = std::function<void(std::span<const uint8_t> frame, const Offload& off)>;
+using FrameReceiver = std::function<void(std::span<const uint8_t> frame)>;
 
 class Port {
  public:
   virtual ~Port() = default;
   virtual std::string_view name() const = 0;
   // A frame from the attached device into the network. The switch validates it (length,
-  // source address, offload fields against the frame) and counts what it drops; the caller
-  // keeps ownership of the bytes.
-  virtual void send(std::span<const uint8_t> frame, const Offload& off) = 0;
-  void send(std::span<const uint8_t> frame) { send(frame, Offload{}); }
+  // source address) and counts what it drops; the caller keeps ownership of the bytes.
+  virtual void send(std::span<const uint8_t> frame) = 0;
   // Where frames for the attached device go; an empty function detaches. Once set_receiver()
   // returns, the previous receiver is not running and will not be called again, so a device
   // can detach in its destructor and then die safely.

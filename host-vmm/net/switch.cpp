@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include "net/gso.h"
-
 namespace gears::vmm::net {
 
 namespace {
@@ -35,9 +33,6 @@ constexpr std::array<std::string_view, static_cast<size_t>(Counter::kCount)> kCo
     "drop_remote_unknown_peer",
     "drop_remote_to_remote",
     "drop_table_full",
-    "gso_segmented",
-    "csum_completed",
-    "drop_bad_offload",
 };
 
 Counter decap_counter(DecapError e) {
@@ -71,14 +66,14 @@ class Switch::LocalPort final : public Port {
   ~LocalPort() override { sw_->remove_port(id_); }
 
   std::string_view name() const override { return name_; }
-  void send(std::span<const uint8_t> frame, const Offload& off) override { sw_->from_port(id_, frame, off); }
+  void send(std::span<const uint8_t> frame) override { sw_->from_port(id_, frame); }
   void set_receiver(FrameReceiver receiver) override {
     std::lock_guard lk(rx_mu_);
     receiver_ = std::move(receiver);
   }
-  void deliver(std::span<const uint8_t> frame, const Offload& off) {
+  void deliver(std::span<const uint8_t> frame) {
     std::lock_guard lk(rx_mu_);
-    if (receiver_) receiver_(frame, off);
+    if (receiver_) receiver_(frame);
   }
 
  private:
@@ -253,15 +248,9 @@ void Switch::all_ports_locked(uint64_t except, Targets& t) const {
   }
 }
 
-void Switch::from_port(uint64_t port_id, std::span<const uint8_t> frame, const Offload& off) {
-  // A GSO frame may be up to 64 KiB; each of its segments must fit max_frame_ (checked below).
-  const size_t limit = off.is_gso() ? kMaxGsoFrame : max_frame_;
-  if (frame.size() < GEARS_OVERLAY_MIN_FRAME || frame.size() > limit) {
+void Switch::from_port(uint64_t port_id, std::span<const uint8_t> frame) {
+  if (frame.size() < GEARS_OVERLAY_MIN_FRAME || frame.size() > max_frame_) {
     bump(Counter::kDropBadFrame);
-    return;
-  }
-  if (!off.plain() && check_offload(frame, off, max_frame_) != OffloadError::kNone) {
-    bump(Counter::kDropBadOffload);
     return;
   }
   const MacAddress dst = MacAddress::from(frame.subspan(0, 6));
@@ -292,7 +281,7 @@ void Switch::from_port(uint64_t port_id, std::span<const uint8_t> frame, const O
       t.peers.push_back(e->peer);
     }
   }
-  deliver(t, frame, off);
+  deliver(t, frame);
 }
 
 void Switch::from_peer(const Endpoint& from, std::span<const uint8_t> packet) {
@@ -330,12 +319,12 @@ void Switch::from_peer(const Endpoint& from, std::span<const uint8_t> packet) {
         if (auto sp = p->second.second.lock()) t.ports.push_back(std::move(sp));
     }
   }
-  deliver(t, d.frame, Offload{});
+  deliver(t, d.frame);
 }
 
-void Switch::deliver(const Targets& t, std::span<const uint8_t> frame, const Offload& off) {
+void Switch::deliver(const Targets& t, std::span<const uint8_t> frame) {
   for (const auto& p : t.ports) {
-    p->deliver(frame, off);
+    p->deliver(frame);
     bump(Counter::kPortTxFrames);
   }
   if (t.peers.empty()) return;
@@ -343,24 +332,11 @@ void Switch::deliver(const Targets& t, std::span<const uint8_t> frame, const Off
     bump(Counter::kDropNoBackend, t.peers.size());
     return;
   }
-  if (off.plain()) {
-    send_to_peers(t.peers, frame);
-  } else {
-    // The wire carries plain frames of at most max_frame_ bytes: complete or segment first.
-    const Resolution r = resolve(frame, off, Accepts{}, max_frame_,
-                                 [&](std::span<const uint8_t> f, const Offload&) { send_to_peers(t.peers, f); });
-    if (r == Resolution::kSegmented) bump(Counter::kGsoSegmented);
-    if (r == Resolution::kCsumCompleted) bump(Counter::kCsumCompleted);
-  }
-  backend_->flush();
-}
-
-void Switch::send_to_peers(const std::vector<Endpoint>& peers, std::span<const uint8_t> frame) {
   // One encapsulation buffer per thread: vCPUs and the backend thread send concurrently.
   thread_local std::vector<uint8_t> buf;
   buf.resize(kHeaderSize + frame.size());
   const size_t n = encapsulate(opts_.network, frame, buf);
-  for (const auto& peer : peers) {
+  for (const auto& peer : t.peers) {
     switch (backend_->send(peer, std::span(buf.data(), n))) {
       case SendStatus::kOk: bump(Counter::kRemoteTxPackets); break;
       case SendStatus::kUnreachable: bump(Counter::kDropSendUnreachable); break;
@@ -368,6 +344,7 @@ void Switch::send_to_peers(const std::vector<Endpoint>& peers, std::span<const u
       case SendStatus::kError: bump(Counter::kDropSendError); break;
     }
   }
+  backend_->flush();
 }
 
 void Switch::peer_error(const Endpoint& peer, int) {

@@ -12,13 +12,8 @@
 // gearsctl) are never aged or overridden; learned entries age out. A peer may not take over
 // a MAC learned at a local port until that entry has aged. The table is bounded.
 //
-// Everything from a port or a peer is validated (frame length, source address, offload fields,
-// overlay header); drops are counted by reason, never logged per packet and never fatal.
-//
-// Offloads (net/offload.h): a frame from a port may carry a partial checksum or be a TCP GSO
-// frame of up to 64 KiB. Local ports get it as it is (each device resolves what its guest did
-// not negotiate); for peers it is resolved before encapsulation (net/gso.h): the checksum
-// completed, the GSO frame cut into segments of at most max_frame() bytes, one UDP packet each.
+// Everything from a port or a peer is validated (frame length, source address, overlay
+// header); drops are counted by reason, never logged per packet and never fatal.
 //
 // Threading: ports send from vCPU threads, the backend delivers from its thread; one mutex
 // guards the table, and no lock of the switch is held while a frame is delivered or sent.
@@ -45,7 +40,6 @@
 #include "net/address.h"
 #include "net/backend.h"
 #include "net/encap.h"
-#include "net/offload.h"
 #include "net/port.h"
 
 namespace gears::vmm::net {
@@ -78,9 +72,6 @@ enum class Counter : size_t {
   kDropRemoteUnknownPeer, // strict_peers and the sender is not a configured peer
   kDropRemoteToRemote,    // unicast from a peer to a MAC at another peer (no relaying)
   kDropTableFull,         // not learned: the table is full (the frame is still forwarded)
-  kGsoSegmented,          // GSO frames cut into segments for peers (software GSO)
-  kCsumCompleted,         // partial checksums completed for peers
-  kDropBadOffload,        // from a port: offload fields disagree with the frame (net/gso.h)
   kCount,
 };
 std::string_view counter_name(Counter c);
@@ -155,7 +146,7 @@ class Switch : public std::enable_shared_from_this<Switch> {
   Switch(Options opts, std::shared_ptr<Backend> backend);
   Expected<void> start();
 
-  void from_port(uint64_t port_id, std::span<const uint8_t> frame, const Offload& off);
+  void from_port(uint64_t port_id, std::span<const uint8_t> frame);
   void from_peer(const Endpoint& from, std::span<const uint8_t> packet);
   void peer_error(const Endpoint& peer, int err);
   void remove_port(uint64_t port_id);
@@ -168,8 +159,7 @@ class Switch : public std::enable_shared_from_this<Switch> {
   void rebuild_flood_locked();
   Time now() const;
 
-  void deliver(const Targets& t, std::span<const uint8_t> frame, const Offload& off);
-  void send_to_peers(const std::vector<Endpoint>& peers, std::span<const uint8_t> frame);
+  void deliver(const Targets& t, std::span<const uint8_t> frame);
   void bump(Counter c, uint64_t n = 1) { counters_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
 
   const Options opts_;

@@ -185,8 +185,8 @@ void Virtqueue::push(uint16_t head, uint32_t written) {
   pending_signal_ = true;
 }
 
-bool Virtqueue::signal() {
-  if (!pending_signal_ || !events_) return false;
+void Virtqueue::signal() {
+  if (!pending_signal_ || !events_) return;
   pending_signal_ = false;
   // The used->idx store must be visible before we read the driver's suppression fields, or the
   // driver could re-enable interrupts in between and wait forever (spec 2.7.7.2).
@@ -201,7 +201,6 @@ bool Virtqueue::signal() {
   }
   signalled_ = used_idx_;
   if (need) events_->used_buffer(index_);
-  return need;
 }
 
 size_t copy_from_segments(const GuestMemory& mem, const std::vector<Segment>& segs,

@@ -97,9 +97,8 @@ class Virtqueue {
   void push(uint16_t head, uint32_t written);
 
   // Raises the used-buffer notification if the driver wants one for what was pushed since the
-  // last signal() (VIRTIO_F_EVENT_IDX's used_event, or VIRTQ_AVAIL_F_NO_INTERRUPT). True when
-  // it did (for statistics).
-  bool signal();
+  // last signal() (VIRTIO_F_EVENT_IDX's used_event, or VIRTQ_AVAIL_F_NO_INTERRUPT).
+  void signal();
 
   GuestMemory& memory() { return *mem_; }
 

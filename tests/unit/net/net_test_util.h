@@ -13,7 +13,6 @@
 
 #include "net/address.h"
 #include "net/backend.h"
-#include "net/offload.h"
 #include "net/port.h"
 
 namespace gears::vmm::net::test {
@@ -42,16 +41,14 @@ bool eventually(F done) {
   return true;
 }
 
-// Records what a device side receives from a Port (frames and their offload state).
+// Records what a device side receives from a Port.
 struct Inbox {
   std::mutex mu;
   std::vector<Bytes> frames;
-  std::vector<Offload> offloads;
   FrameReceiver receiver() {
-    return [this](std::span<const uint8_t> f, const Offload& o) {
+    return [this](std::span<const uint8_t> f) {
       std::lock_guard lk(mu);
       frames.emplace_back(f.begin(), f.end());
-      offloads.push_back(o);
     };
   }
   size_t size() {
@@ -62,21 +59,15 @@ struct Inbox {
     std::lock_guard lk(mu);
     return frames.at(i);
   }
-  Offload offload_at(size_t i) {
-    std::lock_guard lk(mu);
-    return offloads.at(i);
-  }
 };
 
 // A Port that records what a device sends and lets the test deliver frames to the device.
 class FakePort final : public Port {
  public:
-  using Port::send;
   std::string_view name() const override { return "fake"; }
-  void send(std::span<const uint8_t> f, const Offload& o) override {
+  void send(std::span<const uint8_t> f) override {
     std::lock_guard lk(mu_);
     sent.emplace_back(f.begin(), f.end());
-    sent_offloads.push_back(o);
   }
   void set_receiver(FrameReceiver r) override {
     std::lock_guard lk(mu_);
@@ -87,12 +78,11 @@ class FakePort final : public Port {
     return static_cast<bool>(rx_);
   }
   // Delivers as the switch does: under the port's lock.
-  void inject(const Bytes& f, const Offload& o = {}) {
+  void inject(const Bytes& f) {
     std::lock_guard lk(mu_);
-    if (rx_) rx_(f, o);
+    if (rx_) rx_(f);
   }
   std::vector<Bytes> sent;
-  std::vector<Offload> sent_offloads;
 
  private:
   std::mutex mu_;
