@@ -64,6 +64,7 @@ constexpr char kKernel[] = "guest_kernel";
 constexpr char kInterpose[] = "interpose";
 constexpr char kKernelHook[] = "kernel_hook";
 constexpr char kOnLoad[] = "on_load";
+constexpr char kOnUnload[] = "on_unload";
 constexpr char kService[] = "service";
 constexpr char kUserHalfInstall[] = "user_half_install";
 
@@ -75,6 +76,7 @@ clang::ParsedAttrInfoRegistry::Add<GearsAttr<kKernelHook, 1, false>> r5("gears-k
 clang::ParsedAttrInfoRegistry::Add<GearsAttr<kOnLoad, 0, false>> r6("gears-on-load", "start-up");
 clang::ParsedAttrInfoRegistry::Add<GearsAttr<kService, 2, true>> r7("gears-service", "identity");
 clang::ParsedAttrInfoRegistry::Add<GearsAttr<kUserHalfInstall, 1, true>> r8("gears-user-half-install", "plugin path");
+clang::ParsedAttrInfoRegistry::Add<GearsAttr<kOnUnload, 0, false>> r9("gears-on-unload", "clean-up");
 
 }  // namespace
 

@@ -95,6 +95,7 @@ void add_function(clang::ASTContext& ctx, Diags& diags, const Options& opts, Ser
     else if (a.name == "guest_kernel") h = Half::kernel;
     else {
       if (a.name == "on_load") sf.on_load = true;
+      if (a.name == "on_unload") sf.on_unload = true;
       if (a.name == "interpose" || a.name == "kernel_hook") patches.push_back(&a);
       if (a.name == "service") diags.error(a.loc, "'gears::service' applies to the service variable; use GEARS_SERVICE(name, version)");
       continue;
@@ -133,6 +134,18 @@ void add_function(clang::ASTContext& ctx, Diags& diags, const Options& opts, Ser
     for (const ServiceFunction& other : svc.functions)
       if (other.on_load && other.half == sf.half) {
         diags.error(fd->getLocation(), "a second [[gears::on_load]] function for the %0 half") << half_name(sf.half);
+        diags.note(other.annotation_loc, "the first one is here");
+        break;
+      }
+  }
+  if (sf.on_unload) {
+    // Module clean-up (rmmod, undeploy): runs after the kernel hooks are gone. VMM halves need
+    // none: gears-vmm stops a service's pollers and receive taps itself.
+    if (sf.half != Half::kernel || fd->getNumParams() != 0 || !fd->getReturnType()->isVoidType())
+      diags.error(fd->getLocation(), "[[gears::on_unload]] needs a [[gears::guest_kernel]] function of type 'void ()'");
+    for (const ServiceFunction& other : svc.functions)
+      if (other.on_unload) {
+        diags.error(fd->getLocation(), "a second [[gears::on_unload]] function");
         diags.note(other.annotation_loc, "the first one is here");
         break;
       }

@@ -37,6 +37,7 @@ struct ServiceFunction {
   const clang::FunctionDecl* decl = nullptr;  // the definition when there is one
   Half half = Half::vmm;
   bool on_load = false;
+  bool on_unload = false;  // guest-kernel half only: module clean-up, before the runtime's
   clang::SourceLocation annotation_loc;
 };
 

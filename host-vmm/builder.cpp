@@ -183,12 +183,13 @@ Expected<void> Machine::add_devices(const config::VmConfig& cfg, std::vector<uin
     opts.mtu = spec.mtu;
     if (opts.mtu == 0 && !spec.overlay.empty() && sw_mtu != GEARS_OVERLAY_DEFAULT_MTU) opts.mtu = static_cast<uint16_t>(sw_mtu);
     const std::string name = "net" + std::to_string(i);
-    auto nic = virtio::make_virtio_net((*sw)->add_port(name), spec.mac, opts);
+    std::shared_ptr<net::Port> port = (*sw)->add_port(name);
+    auto nic = virtio::make_virtio_net(port, spec.mac, opts);
     virtio::VirtioNetDevice* raw = nic.get();
     auto [base, gsi] = next_window();
     auto dev = std::make_shared<virtio::VirtioMmioTransport>(mem_, vm_->irq_line(gsi), std::move(nic));
     GEARS_TRY(vm_->mmio().add(base, x86::kVirtioMmioSize, dev));
-    nics_.push_back({name, spec.mac, spec.overlay, opts.mtu, raw});
+    nics_.push_back({name, spec.mac, spec.overlay, opts.mtu, raw, *sw, std::move(port)});
   }
 #else
   if (!cfg.nics.empty()) return fail("this gears-vmm was built without virtio devices (--net)");

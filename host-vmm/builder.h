@@ -28,6 +28,8 @@ struct NicInfo {
   std::string overlay;         // configuration file; empty: local-only switch
   uint16_t mtu = 0;            // offered to the guest (0: not offered)
   virtio::VirtioNetDevice* device = nullptr;  // owned by its transport on the VM's MMIO bus
+  std::shared_ptr<net::Switch> sw;            // the switch the NIC is a port of
+  std::shared_ptr<net::Port> port;            // that port (a service's NIC view uses it)
 };
 // One --shm region as attached: where the guest sees it.
 struct SharedRegionInfo {

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "deploy/service_poller.h"
+
 namespace gears::vmm::deploy {
 
 namespace {
@@ -96,12 +98,19 @@ void PluginServiceHost::log(std::string_view line) {
 
 void PluginServiceHost::close() {
   std::vector<uint32_t> numbers;
+  std::vector<std::unique_ptr<ServicePoller>> pollers;
+  std::vector<CountersFn> counters;
   {
     std::lock_guard lock(mu_);
     if (closed_) return;
     closed_ = true;
     numbers.swap(numbers_);
+    pollers.swap(pollers_);
+    counters.swap(counters_);
   }
+  // Pollers first (their code may send through a NIC view), then the taps into plugin code.
+  for (auto& p : pollers) p->stop();
+  for (auto& nic : nics_) nic->set_rx_tap({});
   dispatcher_.remove_service(id_);  // every number is in this service's range
   if (subs_) subs_->remove_owner(service_);
 }
@@ -113,9 +122,72 @@ std::vector<uint32_t> PluginServiceHost::hypercalls() const {
 
 size_t PluginServiceHost::subscriptions() const { return subs_ ? subs_->count(service_) : 0; }
 
+// Whatever runs or holds plugin code goes before library_ (the last member, destroyed first)
+// can dlclose it. The dispatcher and subscriptions are not touched here (see close()).
+PluginServiceHost::~PluginServiceHost() {
+  for (auto& p : pollers_) p->stop();
+  for (auto& nic : nics_) nic->set_rx_tap({});
+  pollers_.clear();
+  nics_.clear();
+  counters_.clear();
+}
+
 Expected<std::span<std::uint8_t>> PluginServiceHost::shared_region(std::string_view name) {
-  if (!shared_regions_) return ServiceHost::shared_region(name);
-  return shared_regions_(name);
+  if (!resources_.shared_regions) return ServiceHost::shared_region(name);
+  return resources_.shared_regions(name);
+}
+
+Expected<std::span<std::uint8_t>> PluginServiceHost::guest_physical(std::uint64_t gpa, std::uint64_t len) {
+  if (!resources_.guest_physical) return ServiceHost::guest_physical(gpa, len);
+  return resources_.guest_physical(gpa, len);
+}
+
+Expected<OverlayNic*> PluginServiceHost::overlay_nic(std::size_t index) {
+  if (!resources_.overlay_nics) return ServiceHost::overlay_nic(index);
+  std::lock_guard lock(mu_);
+  if (closed_) return fail("service " + service_ + " is unloaded");
+  for (size_t i = 0; i < nics_.size(); ++i)
+    if (nic_index_[i] == index) return nics_[i].get();
+  auto nic = resources_.overlay_nics(index);
+  if (!nic) return fail(nic.error());
+  nics_.push_back(std::move(*nic));
+  nic_index_.push_back(index);
+  return nics_.back().get();
+}
+
+Expected<Poller*> PluginServiceHost::start_poller(std::string_view name, PollFn poll, std::chrono::microseconds idle) {
+  if (!poll) return fail("poller function is empty");
+  if (idle <= std::chrono::microseconds::zero() || idle > std::chrono::seconds(10))
+    return fail("poller idle period must be in (0, 10 s]");
+  std::lock_guard lock(mu_);
+  if (closed_) return fail("service " + service_ + " is unloaded");
+  if (pollers_.size() >= kMaxPollers) return fail("a service may run at most " + std::to_string(kMaxPollers) + " pollers");
+  auto p = ServicePoller::start(service_ + "/" + std::string(name), std::move(poll), idle);
+  if (!p) return fail(p.error());
+  pollers_.push_back(std::move(*p));
+  return pollers_.back().get();
+}
+
+Expected<void> PluginServiceHost::add_counters(CountersFn counters) {
+  if (!counters) return fail("counters function is empty");
+  std::lock_guard lock(mu_);
+  if (closed_) return fail("service " + service_ + " is unloaded");
+  counters_.push_back(std::move(counters));
+  return {};
+}
+
+std::vector<std::pair<std::string, std::uint64_t>> PluginServiceHost::counters() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::pair<std::string, std::uint64_t>> out;
+  for (const CountersFn& f : counters_) {
+    try {
+      auto part = f();
+      out.insert(out.end(), part.begin(), part.end());
+    } catch (...) {
+      out.emplace_back("counters_failed", 1);
+    }
+  }
+  return out;
 }
 
 }  // namespace gears::vmm::deploy

@@ -16,6 +16,7 @@
 #include <span>
 #include <memory>
 #include <mutex>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,19 @@ namespace gears::vmm::deploy {
 
 // This gears-vmm's --shm regions by name (host mapping), for ServiceHost::shared_region.
 using SharedRegionLookup = std::function<Expected<std::span<std::uint8_t>>(std::string_view name)>;
+// Guest RAM by guest-physical range (host mapping), for ServiceHost::guest_physical.
+using GuestPhysicalLookup = std::function<Expected<std::span<std::uint8_t>>(std::uint64_t gpa, std::uint64_t len)>;
+// A new view of NIC `index` for one service (ServiceHost::overlay_nic).
+using OverlayNicFactory = std::function<Expected<std::unique_ptr<OverlayNic>>(std::size_t index)>;
+
+// What of the VM a service may reach; a null member: not available in this gears-vmm.
+struct HostResources {
+  SharedRegionLookup shared_regions;
+  GuestPhysicalLookup guest_physical;
+  OverlayNicFactory overlay_nics;
+};
+
+class ServicePoller;
 
 // The last lines a service logged (bounded in count and line length), for any thread.
 class LogRing {
@@ -44,6 +58,8 @@ class LogRing {
   uint64_t total_ = 0;
 };
 
+inline constexpr size_t kMaxPollers = 4;
+
 class PluginServiceHost final : public ServiceHost, public std::enable_shared_from_this<PluginServiceHost> {
  public:
   // `subscriptions` may be null (no syscall/process events in this gears-vmm).
@@ -58,10 +74,19 @@ class PluginServiceHost final : public ServiceHost, public std::enable_shared_fr
   Expected<void> on_process(ProcessHandler handler) override;
   void log(std::string_view line) override;
   Expected<std::span<std::uint8_t>> shared_region(std::string_view name) override;
-  void set_shared_regions(SharedRegionLookup lookup) { shared_regions_ = std::move(lookup); }
+  Expected<std::span<std::uint8_t>> guest_physical(std::uint64_t gpa, std::uint64_t len) override;
+  Expected<OverlayNic*> overlay_nic(std::size_t index) override;
+  Expected<Poller*> start_poller(std::string_view name, PollFn poll, std::chrono::microseconds idle) override;
+  Expected<void> add_counters(CountersFn counters) override;
+  void set_resources(HostResources resources) { resources_ = std::move(resources); }
 
-  // Removes every hypercall and subscription of this service; later registrations fail.
+  // Removes every hypercall, subscription, receive tap and counter of this service and stops
+  // its pollers; later registrations fail. Not from a poller's own thread.
   void close();
+  ~PluginServiceHost() override;
+
+  // The service's counters (empty once closed), in the order it gave them.
+  std::vector<std::pair<std::string, std::uint64_t>> counters() const;
 
   const LogRing& logs() const { return logs_; }
   uint64_t hypercall_calls() const { return calls_.load(std::memory_order_relaxed); }
@@ -78,7 +103,11 @@ class PluginServiceHost final : public ServiceHost, public std::enable_shared_fr
   std::vector<uint32_t> numbers_;
   LogRing logs_;
   std::atomic<uint64_t> calls_{0};
-  SharedRegionLookup shared_regions_;
+  HostResources resources_;
+  std::vector<std::unique_ptr<OverlayNic>> nics_;   // views handed out, by index
+  std::vector<size_t> nic_index_;
+  std::vector<std::unique_ptr<ServicePoller>> pollers_;
+  std::vector<CountersFn> counters_;
   // Last, so it is destroyed first: the plugin's static destructors (dlclose) may still log.
   std::shared_ptr<PluginLibrary> library_;
 };

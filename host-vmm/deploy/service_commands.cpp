@@ -70,6 +70,8 @@ Expected<void> ServiceManager::register_commands(control::CommandRegistry& regis
                          }));
   GEARS_TRY(registry.add("services", "deployed services: halves, injected processes, hypercall counts, last log lines",
                          [this](const Json&) -> Expected<Json> { return services(); }));
+  // `gearsctl stats`: each loaded service's own counters (ServiceHost::add_counters).
+  GEARS_TRY(registry.add_stats("services", [this] { return counters(); }));
   return {};
 }
 

@@ -144,7 +144,7 @@ Expected<void> ServiceManager::load_vmm_half(Service& s) {
   const PluginDescriptor& d = (*lib)->descriptor();
   GEARS_TRY(check_descriptor(d, s.bundle));
   auto host = std::make_shared<PluginServiceHost>(s.bundle.name, s.bundle.id, *config_.dispatcher, config_.subscriptions);
-  host->set_shared_regions(config_.shared_regions);
+  host->set_resources(config_.resources);
   host->bind(*lib);
   s.host = host;  // from here on undo() closes it
   if (d.start) {
@@ -272,6 +272,22 @@ Expected<UndeployReport> ServiceManager::undeploy(const std::string& service, mi
   return report;
 }
 
+Json ServiceManager::counters() const {
+  std::vector<std::pair<std::string, std::shared_ptr<PluginServiceHost>>> hosts;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, s] : services_)
+      if (s->host) hosts.emplace_back(name, s->host);
+  }
+  Json out = Json::object();
+  for (const auto& [name, host] : hosts) {
+    Json c = Json::object();
+    for (auto& [counter, value] : host->counters()) c[counter] = value;
+    out[name] = std::move(c);
+  }
+  return out;
+}
+
 Json ServiceManager::status(const Service& s) const {
   const ServiceBundle& b = s.bundle;
   Json vmm{{"state", b.vmm ? (s.host ? "loaded" : "unloaded") : "absent"}};
@@ -281,6 +297,9 @@ Json ServiceManager::status(const Service& s) const {
     vmm["hypercalls"] = std::move(numbers);
     vmm["calls"] = s.host->hypercall_calls();
     vmm["subscriptions"] = s.host->subscriptions();
+    Json counters = Json::object();
+    for (auto& [name, value] : s.host->counters()) counters[name] = value;
+    vmm["counters"] = std::move(counters);
   }
   Json kernel{{"state", b.kernel ? (s.module_loaded ? "loaded" : "unloaded") : "absent"}};
   if (b.kernel) {

@@ -54,7 +54,7 @@ struct ManagerConfig {
   std::string guest_release;                          // x86::kernel_release of the guest's bzImage
   std::string user_dir = "/run";                      // guest directory for user halves (root-only)
   PluginOpener open_plugin = PluginLibrary::open;
-  SharedRegionLookup shared_regions;                  // null: services see no --shm regions
+  HostResources resources;                            // what of the VM services may reach
 };
 
 struct UndeployReport {
@@ -76,6 +76,7 @@ class ServiceManager {
   Expected<UndeployReport> undeploy(const std::string& service,
                                     std::chrono::milliseconds timeout = std::chrono::milliseconds(30'000));
   control::Json services() const;  // {"services":[...]}
+  control::Json counters() const;  // {"<service>": {"<counter>": n, ...}, ...}
 
   // deploy, undeploy, services (doc/deploy.md).
   Expected<void> register_commands(control::CommandRegistry& registry);

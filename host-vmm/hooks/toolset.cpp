@@ -5,6 +5,7 @@
 
 #include "control/socket_path.h"
 #include "hooks/builtin_hypercalls.h"
+#include "net/overlay_nic.h"
 #include "tools/execve/exec_commands.h"
 #include "tools/execve/exec_inject.h"
 #include "tools/introspect/address_space.h"
@@ -133,11 +134,19 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
   mc.dispatcher = &hypercalls_;
   mc.subscriptions = &subscriptions_;
   mc.guest_release = guest_release;
-  mc.shared_regions = [&machine](std::string_view name) -> Expected<std::span<uint8_t>> {
+  mc.resources.shared_regions = [&machine](std::string_view name) -> Expected<std::span<uint8_t>> {
     for (const SharedRegionInfo& r : machine.shared_regions())
       if (r.region->spec().name == name) return r.region->span(0, r.region->size());
     return fail("this VM has no shared region " + std::string(name) + " (gears-vmm --shm name=" + std::string(name) +
                 ",size=...)");
+  };
+  mc.resources.guest_physical = [&machine](uint64_t gpa, uint64_t len) { return machine.memory().span(gpa, len); };
+  mc.resources.overlay_nics = [&machine](size_t index) -> Expected<std::unique_ptr<OverlayNic>> {
+    if (index >= machine.nics().size())
+      return fail("this VM has no NIC " + std::to_string(index) + " (it has " + std::to_string(machine.nics().size()) +
+                  "; gears-vmm --net mac=...)");
+    const NicInfo& n = machine.nics()[index];
+    return std::unique_ptr<OverlayNic>(std::make_unique<net::SwitchNicView>(n.sw, n.port, n.name, n.mac));
   };
   services_ = std::make_unique<deploy::ServiceManager>(std::move(mc));
   GEARS_TRY(services_->register_commands(registry_));

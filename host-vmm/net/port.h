@@ -19,6 +19,16 @@
 namespace gears::vmm::net {
 
 using FrameReceiver = std::function<void(std::span<const uint8_t> frame)>;
+// Offered each frame for the device before its receiver; true: taken (the receiver does not
+// see it). A guest-side accelerator's receive ring (doc/overlay-accel.md).
+using FrameTap = std::function<bool(std::span<const uint8_t> frame)>;
+
+// What the switch did with a frame from a port.
+enum class Forwarded {
+  kDropped,  // invalid (counted)
+  kPeer,     // to exactly one peer host, and nowhere else
+  kOther,    // local ports, a flood, or nowhere (hairpin, no backend; counted)
+};
 
 class Port {
  public:
@@ -31,6 +41,16 @@ class Port {
   // returns, the previous receiver is not running and will not be called again, so a device
   // can detach in its destructor and then die safely.
   virtual void set_receiver(FrameReceiver receiver) = 0;
+  // An overlay packet (gears_overlay_hdr + frame) the attached guest encapsulated itself:
+  // checked like a packet from a peer, then forwarded like send(frame), except that a peer
+  // gets the packet as it is. Ports without a switch behind them drop it.
+  virtual Forwarded send_encapsulated(std::span<const uint8_t> packet) {
+    (void)packet;
+    return Forwarded::kDropped;
+  }
+  // Frames for the device go to `tap` first (empty: none). Once set_tap() returns, the previous
+  // tap is not running and will not be called again.
+  virtual void set_tap(FrameTap tap) { (void)tap; }
 };
 
 }  // namespace gears::vmm::net

@@ -33,6 +33,9 @@ constexpr std::array<std::string_view, static_cast<size_t>(Counter::kCount)> kCo
     "drop_remote_unknown_peer",
     "drop_remote_to_remote",
     "drop_table_full",
+    "port_encap_packets",
+    "drop_port_bad_encap",
+    "port_tap_frames",
 };
 
 Counter decap_counter(DecapError e) {
@@ -67,12 +70,23 @@ class Switch::LocalPort final : public Port {
 
   std::string_view name() const override { return name_; }
   void send(std::span<const uint8_t> frame) override { sw_->from_port(id_, frame); }
+  Forwarded send_encapsulated(std::span<const uint8_t> packet) override {
+    return sw_->from_port_encapsulated(id_, packet);
+  }
   void set_receiver(FrameReceiver receiver) override {
     std::lock_guard lk(rx_mu_);
     receiver_ = std::move(receiver);
   }
+  void set_tap(FrameTap tap) override {
+    std::lock_guard lk(rx_mu_);
+    tap_ = std::move(tap);
+  }
   void deliver(std::span<const uint8_t> frame) {
     std::lock_guard lk(rx_mu_);
+    if (tap_ && tap_(frame)) {
+      sw_->bump(Counter::kPortTapFrames);
+      return;
+    }
     if (receiver_) receiver_(frame);
   }
 
@@ -82,6 +96,7 @@ class Switch::LocalPort final : public Port {
   const std::string name_;
   std::mutex rx_mu_;
   FrameReceiver receiver_;
+  FrameTap tap_;
 };
 
 Switch::Switch(Options opts, std::shared_ptr<Backend> backend)
@@ -122,6 +137,7 @@ void Switch::remove_port(uint64_t port_id) {
   std::lock_guard lk(mu_);
   ports_.erase(port_id);
   std::erase_if(table_, [&](const auto& kv) { return kv.second.port == port_id; });
+  changed();
 }
 
 Expected<void> Switch::add_route(const MacAddress& mac, const Endpoint& peer) {
@@ -134,6 +150,7 @@ Expected<void> Switch::add_route(const MacAddress& mac, const Endpoint& peer) {
     return fail("route for " + to_string(mac) + ": the MAC table is full");
   table_[mac] = Entry{true, 0, peer, now()};
   rebuild_flood_locked();
+  changed();
   return {};
 }
 
@@ -143,6 +160,7 @@ bool Switch::remove_route(const MacAddress& mac) {
   if (it == table_.end() || !it->second.is_static) return false;
   table_.erase(it);
   rebuild_flood_locked();
+  changed();
   return true;
 }
 
@@ -192,6 +210,20 @@ std::vector<Switch::Route> Switch::routes() const {
   return out;
 }
 
+std::vector<MacAddress> Switch::remote_macs(size_t max) const {
+  std::lock_guard lk(mu_);
+  const Time t = now();
+  std::vector<MacAddress> out;
+  for (const bool statics : {true, false})
+    for (const auto& [mac, e] : table_) {
+      if (out.size() >= max) return out;
+      if (e.port != 0 || e.is_static != statics) continue;
+      if (!e.is_static && t - e.seen >= opts_.ageing) continue;
+      out.push_back(mac);
+    }
+  return out;
+}
+
 void Switch::expire() {
   std::lock_guard lk(mu_);
   expire_locked(now());
@@ -201,7 +233,10 @@ void Switch::expire_locked(Time t) {
   const auto n = std::erase_if(table_, [&](const auto& kv) {
     return !kv.second.is_static && t - kv.second.seen >= opts_.ageing;
   });
-  if (n) bump(Counter::kAged, n);
+  if (n) {
+    bump(Counter::kAged, n);
+    changed();
+  }
   last_sweep_ = t;
 }
 
@@ -214,7 +249,10 @@ void Switch::learn_locked(const MacAddress& src, uint64_t port_id, const Endpoin
     // A peer does not take a MAC from a local port while that entry is fresh: a remote host
     // must not be able to divert a local guest's traffic by sending with its address.
     if (port_id == 0 && e.port != 0 && !expired) return;
-    if (e.port != port_id || e.peer != peer) bump(Counter::kLearned);
+    if (e.port != port_id || e.peer != peer) {
+      bump(Counter::kLearned);
+      changed();
+    }
     e.port = port_id;
     e.peer = port_id ? Endpoint{} : peer;
     e.seen = t;
@@ -228,6 +266,7 @@ void Switch::learn_locked(const MacAddress& src, uint64_t port_id, const Endpoin
   }
   table_.emplace(src, Entry{false, port_id, port_id ? Endpoint{} : peer, t});
   bump(Counter::kLearned);
+  changed();
 }
 
 const Switch::Entry* Switch::lookup_locked(const MacAddress& dst, Time t) {
@@ -236,6 +275,7 @@ const Switch::Entry* Switch::lookup_locked(const MacAddress& dst, Time t) {
   if (!it->second.is_static && t - it->second.seen >= opts_.ageing) {
     table_.erase(it);
     bump(Counter::kAged);
+    changed();
     return nullptr;
   }
   return &it->second;
@@ -248,16 +288,26 @@ void Switch::all_ports_locked(uint64_t except, Targets& t) const {
   }
 }
 
-void Switch::from_port(uint64_t port_id, std::span<const uint8_t> frame) {
+Forwarded Switch::from_port_encapsulated(uint64_t port_id, std::span<const uint8_t> packet) {
+  const Decapsulated d = decapsulate(packet, opts_.network, max_frame_);
+  if (d.error != DecapError::kNone) {
+    bump(Counter::kDropPortBadEncap);
+    return Forwarded::kDropped;
+  }
+  bump(Counter::kPortEncapPackets);
+  return from_port(port_id, d.frame, packet);
+}
+
+Forwarded Switch::from_port(uint64_t port_id, std::span<const uint8_t> frame, std::span<const uint8_t> encapsulated) {
   if (frame.size() < GEARS_OVERLAY_MIN_FRAME || frame.size() > max_frame_) {
     bump(Counter::kDropBadFrame);
-    return;
+    return Forwarded::kDropped;
   }
   const MacAddress dst = MacAddress::from(frame.subspan(0, 6));
   const MacAddress src = MacAddress::from(frame.subspan(6, 6));
   if (!valid_source(src)) {
     bump(Counter::kDropBadFrame);
-    return;
+    return Forwarded::kDropped;
   }
   bump(Counter::kPortRxFrames);
   Targets t;
@@ -272,7 +322,7 @@ void Switch::from_port(uint64_t port_id, std::span<const uint8_t> frame) {
       t.peers = flood_;
     } else if (e->port == port_id) {
       bump(Counter::kDropHairpin);
-      return;
+      return Forwarded::kOther;
     } else if (e->port != 0) {
       auto p = ports_.find(e->port);
       if (p != ports_.end())
@@ -281,7 +331,8 @@ void Switch::from_port(uint64_t port_id, std::span<const uint8_t> frame) {
       t.peers.push_back(e->peer);
     }
   }
-  deliver(t, frame);
+  deliver(t, frame, encapsulated);
+  return t.ports.empty() && t.peers.size() == 1 && backend_ ? Forwarded::kPeer : Forwarded::kOther;
 }
 
 void Switch::from_peer(const Endpoint& from, std::span<const uint8_t> packet) {
@@ -322,7 +373,7 @@ void Switch::from_peer(const Endpoint& from, std::span<const uint8_t> packet) {
   deliver(t, d.frame);
 }
 
-void Switch::deliver(const Targets& t, std::span<const uint8_t> frame) {
+void Switch::deliver(const Targets& t, std::span<const uint8_t> frame, std::span<const uint8_t> encapsulated) {
   for (const auto& p : t.ports) {
     p->deliver(frame);
     bump(Counter::kPortTxFrames);
@@ -334,10 +385,13 @@ void Switch::deliver(const Targets& t, std::span<const uint8_t> frame) {
   }
   // One encapsulation buffer per thread: vCPUs and the backend thread send concurrently.
   thread_local std::vector<uint8_t> buf;
-  buf.resize(kHeaderSize + frame.size());
-  const size_t n = encapsulate(opts_.network, frame, buf);
+  std::span<const uint8_t> packet = encapsulated;
+  if (packet.empty()) {
+    buf.resize(kHeaderSize + frame.size());
+    packet = std::span(buf.data(), encapsulate(opts_.network, frame, buf));
+  }
   for (const auto& peer : t.peers) {
-    switch (backend_->send(peer, std::span(buf.data(), n))) {
+    switch (backend_->send(peer, packet)) {
       case SendStatus::kOk: bump(Counter::kRemoteTxPackets); break;
       case SendStatus::kUnreachable: bump(Counter::kDropSendUnreachable); break;
       case SendStatus::kNoBuffer: bump(Counter::kDropSendNoBuffer); break;
@@ -355,6 +409,7 @@ void Switch::peer_error(const Endpoint& peer, int) {
     std::erase_if(table_, [&](const auto& kv) {
       return !kv.second.is_static && kv.second.port == 0 && kv.second.peer == peer;
     });
+    changed();
   }
   bump(Counter::kPeerUnreachable);  // after: whoever sees the count sees the table updated
 }

@@ -72,6 +72,9 @@ enum class Counter : size_t {
   kDropRemoteUnknownPeer, // strict_peers and the sender is not a configured peer
   kDropRemoteToRemote,    // unicast from a peer to a MAC at another peer (no relaying)
   kDropTableFull,         // not learned: the table is full (the frame is still forwarded)
+  kPortEncapPackets,      // packets a port's guest encapsulated itself, valid (then as port_rx)
+  kDropPortBadEncap,      // ... and invalid ones (header, network, lengths)
+  kPortTapFrames,         // frames for a port taken by its tap (a guest-side receive ring)
   kCount,
 };
 std::string_view counter_name(Counter c);
@@ -116,6 +119,10 @@ class Switch : public std::enable_shared_from_this<Switch> {
   bool remove_peer(const Endpoint& peer);
   std::vector<Endpoint> peers() const;
   std::vector<Route> routes() const;
+  // Unicast MACs at peers now (static routes first), at most `max`; and a number that changes
+  // whenever that set may have changed (the guest-side accelerator republishes on a change).
+  std::vector<MacAddress> remote_macs(size_t max) const;
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
   // Drops expired learned entries now (also done as the table is used).
   void expire();
@@ -146,7 +153,9 @@ class Switch : public std::enable_shared_from_this<Switch> {
   Switch(Options opts, std::shared_ptr<Backend> backend);
   Expected<void> start();
 
-  void from_port(uint64_t port_id, std::span<const uint8_t> frame);
+  // `encapsulated`: the same frame behind an overlay header, sent as is to a peer.
+  Forwarded from_port(uint64_t port_id, std::span<const uint8_t> frame, std::span<const uint8_t> encapsulated = {});
+  Forwarded from_port_encapsulated(uint64_t port_id, std::span<const uint8_t> packet);
   void from_peer(const Endpoint& from, std::span<const uint8_t> packet);
   void peer_error(const Endpoint& peer, int err);
   void remove_port(uint64_t port_id);
@@ -159,7 +168,8 @@ class Switch : public std::enable_shared_from_this<Switch> {
   void rebuild_flood_locked();
   Time now() const;
 
-  void deliver(const Targets& t, std::span<const uint8_t> frame);
+  void deliver(const Targets& t, std::span<const uint8_t> frame, std::span<const uint8_t> encapsulated = {});
+  void changed() { generation_.fetch_add(1, std::memory_order_acq_rel); }
   void bump(Counter c, uint64_t n = 1) { counters_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
 
   const Options opts_;
@@ -173,6 +183,7 @@ class Switch : public std::enable_shared_from_this<Switch> {
   std::set<Endpoint> peers_;          // configured peers
   std::vector<Endpoint> flood_;       // peers_ plus every static route's peer
   Time last_sweep_{};
+  std::atomic<uint64_t> generation_{1};
 
   std::array<std::atomic<uint64_t>, static_cast<size_t>(Counter::kCount)> counters_{};
 };

@@ -1,7 +1,8 @@
 # gears_add_service(NAME <service name> SOURCES <service.cpp> [INCLUDE_DIRECTORIES dir...]
 #                   [KERNEL_SYMBOLS <System.map>]
 #                   [USER_SOURCES src...] [USER_INCLUDE_DIRECTORIES dir...]
-#                   [USER_LINK_LIBRARIES lib...])
+#                   [USER_LINK_LIBRARIES lib...]
+#                   [KERNEL_SOURCES src.c...] [KERNEL_INCLUDE_DIRECTORIES dir...])
 #
 # Runs gearsc on the service source and builds every half:
 #   <target>_vmm   the VMM half, a plugin gears-vmm loads          (<mod>.vmm.so)
@@ -14,6 +15,9 @@
 # e.g. a plugin for a guest program written against that program's C headers), its include
 # directories and libraries. They are compiled with hidden visibility like the generated half:
 # mark what the guest program must find with a visibility("default") attribute.
+# KERNEL_*: C sources built into the guest-kernel half's module with kbuild (code that needs
+# Linux's own headers: a netdev hook, say), called from the half through extern "C"
+# declarations in the service source; and their include directories.
 #
 # Needs: targets gears::gearsc and gears::pack (in-tree or from find_package(Gears)), gcc-12,
 # and the guest kernel headers: GEARS_GUEST_KERNEL_HEADERS, found from Debian's
@@ -47,7 +51,7 @@ endfunction()
 
 function(gears_add_service)
   cmake_parse_arguments(ARG "" "NAME;KERNEL_SYMBOLS"
-    "SOURCES;INCLUDE_DIRECTORIES;USER_SOURCES;USER_INCLUDE_DIRECTORIES;USER_LINK_LIBRARIES" ${ARGN})
+    "SOURCES;INCLUDE_DIRECTORIES;USER_SOURCES;USER_INCLUDE_DIRECTORIES;USER_LINK_LIBRARIES;KERNEL_SOURCES;KERNEL_INCLUDE_DIRECTORIES" ${ARGN})
   if(NOT ARG_NAME OR NOT ARG_SOURCES)
     message(FATAL_ERROR "gears_add_service: NAME and SOURCES are required")
   endif()
@@ -106,12 +110,42 @@ function(gears_add_service)
   set_target_properties(${target}_user PROPERTIES PREFIX "" OUTPUT_NAME "${mod}.user"
     C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
 
-  # 4. The guest-kernel half: kbuild against the guest kernel's headers, gcc-12 exactly.
+  # 4. The guest-kernel half: kbuild against the guest kernel's headers, gcc-12 exactly. The
+  #    service's own kernel C sources are copied next to the generated ones (kbuild builds
+  #    one directory).
+  set(kobjs "")
+  set(kcopies "")
+  set(kcflags "")
+  foreach(ksrc IN LISTS ARG_KERNEL_SOURCES)
+    get_filename_component(ksrc "${ksrc}" ABSOLUTE)
+    get_filename_component(kname "${ksrc}" NAME_WE)
+    get_filename_component(kdir "${ksrc}" DIRECTORY)
+    if(kname MATCHES "^(gears_|${mod})")
+      message(FATAL_ERROR "gears_add_service(${ARG_NAME}): kernel source ${ksrc}: names starting gears_ are gearsc's")
+    endif()
+    add_custom_command(OUTPUT "${kgen}/${kname}.c"
+      COMMAND ${CMAKE_COMMAND} -E copy_if_different "${ksrc}" "${kgen}/${kname}.c"
+      DEPENDS "${ksrc}" ${outputs} VERBATIM)
+    list(APPEND kcopies "${kgen}/${kname}.c")
+    list(APPEND kobjs "${kname}.o")
+    list(APPEND kcflags "-I${kdir}")
+    # kbuild tracks headers itself, but only runs when a DEPENDS changed: the sources' headers.
+    file(GLOB khdrs CONFIGURE_DEPENDS "${kdir}/*.h")
+    list(APPEND kcopies ${khdrs})
+  endforeach()
+  foreach(dir IN LISTS ARG_KERNEL_INCLUDE_DIRECTORIES)
+    get_filename_component(dir "${dir}" ABSOLUTE)
+    list(APPEND kcflags "-I${dir}")
+  endforeach()
+  list(REMOVE_DUPLICATES kcflags)
+  list(JOIN kobjs " " kobjs)
+  list(JOIN kcflags " " kcflags)
   set(ko "${kgen}/${mod}.ko")
   add_custom_command(OUTPUT "${ko}"
     COMMAND make -s -C "${kheaders}" M=${kgen} CC=${GEARS_GCC12} GEARS_CXX=${GEARS_GXX12}
-            GEARS_SDK_INCLUDE=${GEARS_SDK_INCLUDE_DIR} modules
-    DEPENDS ${outputs}
+            GEARS_SDK_INCLUDE=${GEARS_SDK_INCLUDE_DIR} "GEARS_KERNEL_OBJECTS=${kobjs}"
+            "GEARS_KERNEL_CFLAGS=${kcflags}" modules
+    DEPENDS ${outputs} ${kcopies}
     COMMENT "kbuild: guest-kernel half of ${ARG_NAME} against ${kheaders}"
     VERBATIM)
 

@@ -23,6 +23,9 @@ int two_halves() { return 0; }
 [[gears::guest_kernel, gears::on_load]] int kernel_start() { return 0; } // expected-note 2 {{the first one is here}}
 [[gears::guest_kernel, gears::on_load]] int kernel_start_again() { return 0; } // expected-error {{a second [[gears::on_load]] function for the guest_kernel half}}
 [[gears::guest_kernel, gears::on_load]] void bad_kernel_start() {} // expected-error {{[[gears::on_load]] on a [[gears::guest_kernel]] function needs type 'int ()'}} expected-error {{a second [[gears::on_load]] function for the guest_kernel half}}
+[[gears::guest_kernel, gears::on_unload]] void kernel_stop() {} // expected-note 2 {{the first one is here}}
+[[gears::guest_kernel, gears::on_unload]] void kernel_stop_again() {} // expected-error {{a second [[gears::on_unload]] function}}
+[[gears::vmm, gears::on_unload]] void vmm_stop() {} // expected-error {{[[gears::on_unload]] needs a [[gears::guest_kernel]] function of type 'void ()'}} expected-error {{a second [[gears::on_unload]] function}}
 
 [[gears::guest_user]] int declared_only(int); // expected-error {{[[gears::guest_user]] function 'declared_only' has no definition in the service file}}
 

@@ -913,7 +913,7 @@ TEST_F(DeployTest, RealMpiAccelBundleNeedsItsRegion) {
     EXPECT_TRUE(inj.calls.empty());  // nothing reached the guest
   }
   std::vector<uint8_t> region(4 << 20);
-  cfg.shared_regions = [&region](std::string_view name) -> Expected<std::span<uint8_t>> {
+  cfg.resources.shared_regions = [&region](std::string_view name) -> Expected<std::span<uint8_t>> {
     if (name != "mpi") return fail("no region " + std::string(name));
     return std::span<uint8_t>(region);
   };

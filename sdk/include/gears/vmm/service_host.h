@@ -2,15 +2,19 @@
 // A service's VMM half is a plugin (.so); it never sees KVM or host-vmm internals, only these.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "gears/abi/hypercall.h"
 #include "gears/expected.h"
+#include "gears/vmm/overlay.h"
 
 namespace gears::vmm {
 
@@ -60,6 +64,19 @@ using HypercallHandler = std::function<std::int64_t(GuestContext&, const Hyperca
 using SyscallHandler = std::function<void(GuestContext&, const SyscallEvent&)>;
 using ProcessHandler = std::function<void(GuestContext&, const ProcessEvent&)>;
 
+// A data-plane thread gears-vmm runs for a service (ServiceHost::start_poller).
+class Poller {
+ public:
+  virtual ~Poller() = default;
+  // Makes a sleeping poller call its function again now. Any thread (a hypercall handler).
+  virtual void wake() = 0;
+};
+// One round of a poller's work: true to be called again at once (it found work or is still
+// spinning), false to sleep until wake() or the poller's idle period has passed.
+using PollFn = std::function<bool()>;
+// A service's counters by name, for `gearsctl stats` (section "services") and `services`.
+using CountersFn = std::function<std::vector<std::pair<std::string, std::uint64_t>>()>;
+
 // What gears-vmm offers a loaded service.
 class ServiceHost {
  public:
@@ -75,6 +92,30 @@ class ServiceHost {
   // has no such region.
   virtual Expected<std::span<std::uint8_t>> shared_region(std::string_view name) {
     return fail("no shared region " + std::string(name) + " in this gears-vmm");
+  }
+  // Guest RAM [gpa, gpa + len) as the host maps it, for a ring the guest half allocated and
+  // announced by hypercall. Fails unless the whole range is RAM of one region. The mapping
+  // lives as long as the VM; the guest writes it concurrently (untrusted, as above).
+  virtual Expected<std::span<std::uint8_t>> guest_physical(std::uint64_t gpa, std::uint64_t len) {
+    (void)gpa, (void)len;
+    return fail("guest memory is not available to services in this gears-vmm");
+  }
+  // The VM's NIC `index` (gears-vmm --net, in order) on its overlay switch; valid until the
+  // service is unloaded. An error when there is no such NIC.
+  virtual Expected<OverlayNic*> overlay_nic(std::size_t index) {
+    return fail("no NIC " + std::to_string(index) + " in this gears-vmm");
+  }
+  // Starts a thread that calls `poll` until the service is unloaded (gears-vmm stops and joins
+  // it before the VMM half goes away); asleep, it wakes on Poller::wake() or after `idle`.
+  virtual Expected<Poller*> start_poller(std::string_view name, PollFn poll, std::chrono::microseconds idle) {
+    (void)poll, (void)idle;
+    return fail("pollers are not available in this gears-vmm (" + std::string(name) + ")");
+  }
+  // Counters gears-vmm shows with the service; called from the control thread while the
+  // service is loaded.
+  virtual Expected<void> add_counters(CountersFn counters) {
+    (void)counters;
+    return fail("counters are not available in this gears-vmm");
   }
 };
 

@@ -1,0 +1,125 @@
+// overlay-accel: the overlay accelerator (doc/overlay-accel.md). The overlay's data plane for
+// frames to peer hosts moves into the guest kernel; the control plane (routes, MAC learning,
+// peers) stays in the VMM's overlay switch (doc/net.md), VNET/P's split as GEARS drew it.
+//
+// - guest_kernel: allocates the shared area (ovl_shared.h), announces it, wraps eth0's transmit
+//                 (kernel/ovl_netdev.c): a unicast frame for a MAC at a peer host is
+//                 encapsulated in the guest and pushed into the TX ring, with no VM exit while
+//                 the VMM's poller is awake; other frames take the NIC as before.
+// - vmm:          the control plane's side (ovl_vmm.h): fills the area's control page (NIC,
+//                 overlay id, MTU, remote MACs; republished when the switch's table changes),
+//                 and a poller that drains the ring into the overlay's host path (the switch
+//                 checks each packet as if it came from a peer, and sends it as is).
+// Undeploy gives the NIC its transmit back, sends what is left in the ring, frees the area.
+#include <gears/kernel.h>
+#include <gears/service.h>
+#include <gears/vmm/service_host.h>
+
+#include <cstdint>
+#include <string>
+
+#include "ovl_vmm.h"
+
+GEARS_SERVICE("overlay-accel", "0.1");
+
+// The guest-kernel packet path (kernel/ovl_netdev.c, C with Linux's headers).
+extern "C" {
+// `kick`: how the packet path calls the VMM half (a hypercall stub of this half).
+int ovl_k_setup(unsigned long long* gpa, unsigned long long* size, long (*kick)(void));
+int ovl_k_hook(void);
+void ovl_k_unhook(void);
+void ovl_k_free(void);
+}
+
+// ---------------------------------------------------------------- VMM half
+static gears::vmm::ServiceHost* service_host;
+static gears::vmm::OverlayNic* nic;
+static gears::vmm::Poller* poller;
+static ovl::VmmSide* side;
+
+// Refuses a VM whose first NIC is not on an overlay with peers: nothing would ever be remote.
+[[gears::vmm, gears::on_load]] int start(gears::vmm::ServiceHost& host) {
+  service_host = &host;
+  auto n = host.overlay_nic(0);
+  if (!n) {
+    host.log("refused: " + n.error().what());
+    return 1;
+  }
+  if (!(*n)->info().has_peers) {
+    host.log("refused: NIC " + (*n)->info().name + " is on a local-only switch (gears-vmm --net ...,overlay=FILE)");
+    return 1;
+  }
+  nic = *n;
+  static ovl::VmmSide the_side;  // outlives every poller round and hypercall (plugin lifetime)
+  side = &the_side;
+  auto p = host.start_poller("tx", [] { return side->poll(); }, std::chrono::milliseconds(20));
+  if (!p) {
+    host.log("refused: " + p.error().what());
+    return 1;
+  }
+  poller = *p;
+  if (auto r = host.add_counters([] { return side->counters(); }); !r) host.log("no counters: " + r.error().what());
+  host.log("started on " + nic->info().name + " (overlay network " + std::to_string(nic->info().network) + ")");
+  return 0;
+}
+
+// The guest's area at guest-physical [gpa, gpa + size): 0 or a negative errno.
+[[gears::vmm]] int64_t attach(uint64_t gpa, uint64_t size) {
+  if (!side) return -19;  // ENODEV
+  auto area = service_host->guest_physical(gpa, size);
+  if (!area) {
+    service_host->log("attach refused: " + area.error().what());
+    return -14;  // EFAULT
+  }
+  const int rc = side->attach(*area, nic);
+  if (rc == 0) {
+    service_host->log("guest ring attached");
+    poller->wake();
+  } else {
+    service_host->log("attach refused: error " + std::to_string(rc));
+  }
+  return rc;
+}
+
+// The guest is about to free the area: send what is left, stop reading it.
+[[gears::vmm]] int64_t detach() {
+  if (!side) return -19;
+  side->detach();
+  service_host->log("guest ring detached");
+  return 0;
+}
+
+// The guest pushed while the poller slept (or found the ring full): send now, wake the poller.
+[[gears::vmm]] int64_t tx_kick() {
+  if (!side) return -19;
+  side->kick();
+  poller->wake();
+  return 0;
+}
+
+// ---------------------------------------------------------------- guest-kernel half
+[[gears::guest_kernel]] long kick_vmm() { return tx_kick(); }
+
+[[gears::guest_kernel, gears::on_load]] int load() {
+  unsigned long long gpa = 0, size = 0;
+  int err = ovl_k_setup(&gpa, &size, &kick_vmm);
+  if (err) return err;
+  const int64_t rc = attach(gpa, size);
+  if (rc != 0) {
+    ovl_k_free();
+    gears::kernel::log("overlay-accel: the VMM half refused the ring: error", static_cast<unsigned long long>(-rc));
+    return rc < 0 ? static_cast<int>(rc) : -22;
+  }
+  err = ovl_k_hook();
+  if (err) {
+    detach();
+    ovl_k_free();
+  }
+  return err;
+}
+
+[[gears::guest_kernel, gears::on_unload]] void unload() {
+  ovl_k_unhook();
+  detach();
+  ovl_k_free();
+}

@@ -1,0 +1,220 @@
+// overlay-accel, VMM side of the shared area (ovl_shared.h): publishes the control plane's view
+// to the guest and consumes the guest's TX ring into the overlay's host path. Header-only so
+// that the service's VMM half and a host unit test (tests/unit/net/ovl_vmm_test.cpp, a hostile
+// guest) use the same code.
+//
+// Threads: poll() runs on the service's poller, kick() on a vCPU (the guest's hypercall when
+// the poller sleeps); one mutex makes them take turns as the ring's single consumer. The area
+// is guest memory written concurrently by the guest: indices and lengths are read once, checked,
+// and each packet is copied out before the overlay sees it.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "gears/abi/overlay.h"
+#include "gears/vmm/overlay.h"
+#include "ovl_shared.h"
+
+namespace ovl {
+
+class VmmSide {
+ public:
+  // How long the poller spins on an empty ring before it sleeps (and the guest must kick).
+  static constexpr auto kSpin = std::chrono::microseconds(200);
+  static constexpr std::uint32_t kBudget = 64;  // packets per round
+
+  struct Counters {
+    std::atomic<std::uint64_t> tx_packets{0}, tx_sent{0}, tx_switched{0}, tx_dropped{0}, tx_bad_slot{0},
+        tx_bad_index{0}, kicks{0}, routes_published{0}, attaches{0};
+  };
+
+  // Takes the area the guest announced: checks its identity and publishes the NIC and the routes.
+  // 0 or a negative errno (-EINVAL: not an area of this layout; -EBUSY: one is attached).
+  int attach(std::span<std::uint8_t> area, gears::vmm::OverlayNic* nic) {
+    std::lock_guard lk(mu_);
+    if (!area_.empty()) return -16;  // EBUSY
+    if (!nic || area.size() < OVL_AREA_SIZE) return -22;
+    auto* c = reinterpret_cast<ovl_ctrl*>(area.data());
+    if (load(c->magic) != OVL_MAGIC || load(c->area_size) != OVL_AREA_SIZE || load(c->tx_slots) != OVL_TX_SLOTS ||
+        load(c->rx_slots) != OVL_RX_SLOTS)
+      return -22;
+    area_ = area.first(OVL_AREA_SIZE);
+    nic_ = nic;
+    const gears::vmm::OverlayNicInfo info = nic->info();
+    std::memcpy(c->mac, info.mac.data(), 6);
+    c->mtu = static_cast<std::uint16_t>(info.mtu);
+    c->network = info.network;
+    // The guest's consumer index of the TX ring is ours: start where the guest is.
+    cons_ = load(rings()->tx.prod);
+    store(rings()->tx.cons, cons_);
+    published_ = 0;
+    publish_routes_locked();
+    store(c->vmm_sleeping, 0);
+    store(c->attached, 1);
+    last_work_ = std::chrono::steady_clock::now();
+    counters_.attaches++;
+    return 0;
+  }
+
+  // Sends what the guest left in the ring, then forgets the area (the guest frees it next).
+  void detach() {
+    std::lock_guard lk(mu_);
+    if (area_.empty()) return;
+    drain_locked(OVL_TX_SLOTS);
+    store(ctrl()->attached, 0);
+    area_ = {};
+    nic_ = nullptr;
+  }
+
+  bool attached() const {
+    std::lock_guard lk(mu_);
+    return !area_.empty();
+  }
+
+  // One round of the poller: true to be called again at once, false to sleep (the guest then
+  // kicks after its next push).
+  bool poll() {
+    std::lock_guard lk(mu_);
+    if (area_.empty()) return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (load(ctrl()->vmm_sleeping)) store(ctrl()->vmm_sleeping, 0);
+    publish_routes_locked();
+    if (drain_locked(kBudget) > 0) {
+      last_work_ = now;
+      return true;
+    }
+    if (now - last_work_ < kSpin) return true;
+    // Going to sleep: say so, then look once more, so a push that raced with the flag is not
+    // left waiting for the idle period.
+    store(ctrl()->vmm_sleeping, 1);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (load_acquire(rings()->tx.prod) != cons_) {
+      store(ctrl()->vmm_sleeping, 0);
+      return true;
+    }
+    return false;
+  }
+
+  // The guest's hypercall after a push found the poller asleep: send now, on the vCPU.
+  void kick() {
+    counters_.kicks++;
+    std::unique_lock lk(mu_, std::try_to_lock);
+    if (!lk.owns_lock() || area_.empty()) return;  // the poller is at it
+    drain_locked(OVL_TX_SLOTS);
+    last_work_ = std::chrono::steady_clock::now();
+  }
+
+  std::vector<std::pair<std::string, std::uint64_t>> counters() const {
+    std::vector<std::pair<std::string, std::uint64_t>> out = {
+        {"tx_packets", counters_.tx_packets},   {"tx_sent", counters_.tx_sent},
+        {"tx_switched", counters_.tx_switched}, {"tx_dropped", counters_.tx_dropped},
+        {"tx_bad_slot", counters_.tx_bad_slot}, {"tx_bad_index", counters_.tx_bad_index},
+        {"kicks", counters_.kicks},             {"routes_published", counters_.routes_published},
+        {"attaches", counters_.attaches}};
+    std::lock_guard lk(mu_);
+    out.emplace_back("attached", area_.empty() ? 0 : 1);
+    if (!area_.empty()) {
+      static constexpr const char* kGuest[OVL_G_COUNT] = {"guest_tx_ring", "guest_tx_fallback", "guest_tx_full",
+                                                          "guest_tx_kicks", "guest_rx_ring", "guest_rx_dropped",
+                                                          "guest_rx_sleeps"};
+      for (unsigned i = 0; i < OVL_G_COUNT; ++i) out.emplace_back(kGuest[i], load(ctrl()->counters[i]));
+      out.emplace_back("routes", load(ctrl()->nroutes));
+    }
+    return out;
+  }
+
+ private:
+  template <class T>
+  static T load(const T& v) {
+    return std::atomic_ref<T>(const_cast<T&>(v)).load(std::memory_order_relaxed);
+  }
+  template <class T>
+  static T load_acquire(const T& v) {
+    return std::atomic_ref<T>(const_cast<T&>(v)).load(std::memory_order_acquire);
+  }
+  template <class T>
+  static void store(T& v, std::type_identity_t<T> x) {
+    std::atomic_ref<T>(v).store(x, std::memory_order_release);
+  }
+  ovl_ctrl* ctrl() const { return reinterpret_cast<ovl_ctrl*>(area_.data()); }
+  ovl_rings* rings() const { return reinterpret_cast<ovl_rings*>(area_.data() + OVL_RINGS_OFF); }
+  ovl_slot* tx_slot(std::uint32_t i) const {
+    return reinterpret_cast<ovl_slot*>(area_.data() + OVL_TX_OFF + std::size_t{i % OVL_TX_SLOTS} * OVL_SLOT_SIZE);
+  }
+
+  // Rewrites the guest's route table when the switch's changed (seqlock: odd while writing).
+  void publish_routes_locked() {
+    const std::uint64_t gen = nic_->routes_generation();
+    if (gen == published_) return;
+    published_ = gen;
+    const auto macs = nic_->remote_macs(OVL_MAX_ROUTES);
+    ovl_ctrl* c = ctrl();
+    const std::uint32_t seq = seq_ + 1;
+    store(c->routes_seq, seq);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    for (std::size_t i = 0; i < macs.size(); ++i) std::memcpy(c->routes[i], macs[i].data(), 6);
+    store(c->nroutes, static_cast<std::uint32_t>(macs.size()));
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    seq_ = seq + 1;
+    store(c->routes_seq, seq_);
+    counters_.routes_published++;
+  }
+
+  // Up to `budget` packets from the TX ring into the overlay. Returns how many were consumed.
+  std::uint32_t drain_locked(std::uint32_t budget) {
+    const std::uint32_t prod = load_acquire(rings()->tx.prod);
+    std::uint32_t avail = prod - cons_;
+    if (avail > OVL_TX_SLOTS) {
+      // A guest that claims more than the ring holds: skip to its index, lose nothing of ours.
+      counters_.tx_bad_index++;
+      cons_ = prod;
+      store(rings()->tx.cons, cons_);
+      return 0;
+    }
+    const std::uint32_t n = std::min(avail, budget);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const ovl_slot* s = tx_slot(cons_ + i);
+      const std::uint32_t len = load(s->len);
+      counters_.tx_packets++;
+      if (len < GEARS_OVERLAY_HDR_SIZE + GEARS_OVERLAY_MIN_FRAME || len > OVL_SLOT_DATA) {
+        counters_.tx_bad_slot++;
+        continue;
+      }
+      std::memcpy(buf_.data(), s->data, len);  // the guest may rewrite the slot meanwhile
+      switch (nic_->send_encapsulated(std::span<const std::uint8_t>(buf_.data(), len))) {
+        case gears::vmm::OverlaySend::sent: counters_.tx_sent++; break;
+        case gears::vmm::OverlaySend::switched: counters_.tx_switched++; break;
+        case gears::vmm::OverlaySend::dropped: counters_.tx_dropped++; break;
+      }
+    }
+    if (n) {
+      nic_->flush();
+      cons_ += n;
+      store(rings()->tx.cons, cons_);
+    }
+    return n;
+  }
+
+  mutable std::mutex mu_;
+  std::span<std::uint8_t> area_;
+  gears::vmm::OverlayNic* nic_ = nullptr;
+  std::uint32_t cons_ = 0;
+  std::uint32_t seq_ = 0;
+  std::uint64_t published_ = 0;
+  std::chrono::steady_clock::time_point last_work_{};
+  std::array<std::uint8_t, OVL_SLOT_DATA> buf_{};
+  Counters counters_;
+};
+
+}  // namespace ovl
