@@ -30,8 +30,11 @@ namespace ovl {
 
 class VmmSide {
  public:
-  // How long the poller spins on an empty ring before it sleeps (and the guest must kick).
-  static constexpr auto kSpin = std::chrono::microseconds(200);
+  // How long the poller spins on an empty ring before it sleeps (and the guest must kick):
+  // twice the recent gap between the guest's bursts, within these bounds. A steady stream
+  // then never finds the poller asleep (no exit per packet); an idle guest costs nothing.
+  static constexpr auto kMinSpin = std::chrono::microseconds(50);
+  static constexpr auto kMaxSpin = std::chrono::microseconds(2000);
   static constexpr std::uint32_t kBudget = 64;  // packets per round
 
   struct Counters {
@@ -91,10 +94,10 @@ class VmmSide {
     if (load(ctrl()->vmm_sleeping)) store(ctrl()->vmm_sleeping, 0);
     publish_routes_locked();
     if (drain_locked(kBudget) > 0) {
-      last_work_ = now;
+      note_work_locked(now);
       return true;
     }
-    if (now - last_work_ < kSpin) return true;
+    if (now - last_work_ < spin_) return true;
     // Going to sleep: say so, then look once more, so a push that raced with the flag is not
     // left waiting for the idle period.
     store(ctrl()->vmm_sleeping, 1);
@@ -106,13 +109,14 @@ class VmmSide {
     return false;
   }
 
-  // The guest's hypercall after a push found the poller asleep: send now, on the vCPU.
+  // The guest's hypercall after a push found the poller asleep, or the ring full: send now, on
+  // the vCPU (waiting for a poller round in progress: the guest counts on a drained ring).
   void kick() {
     counters_.kicks++;
-    std::unique_lock lk(mu_, std::try_to_lock);
-    if (!lk.owns_lock() || area_.empty()) return;  // the poller is at it
+    std::lock_guard lk(mu_);
+    if (area_.empty()) return;
     drain_locked(OVL_TX_SLOTS);
-    last_work_ = std::chrono::steady_clock::now();
+    note_work_locked(std::chrono::steady_clock::now());
   }
 
   std::vector<std::pair<std::string, std::uint64_t>> counters() const {
@@ -123,6 +127,7 @@ class VmmSide {
         {"kicks", counters_.kicks},             {"routes_published", counters_.routes_published},
         {"attaches", counters_.attaches}};
     std::lock_guard lk(mu_);
+    out.emplace_back("spin_us", static_cast<std::uint64_t>(spin_.count()));
     out.emplace_back("attached", area_.empty() ? 0 : 1);
     if (!area_.empty()) {
       static constexpr const char* kGuest[OVL_G_COUNT] = {"guest_tx_ring", "guest_tx_fallback", "guest_tx_full",
@@ -151,6 +156,16 @@ class VmmSide {
   ovl_rings* rings() const { return reinterpret_cast<ovl_rings*>(area_.data() + OVL_RINGS_OFF); }
   ovl_slot* tx_slot(std::uint32_t i) const {
     return reinterpret_cast<ovl_slot*>(area_.data() + OVL_TX_OFF + std::size_t{i % OVL_TX_SLOTS} * OVL_SLOT_SIZE);
+  }
+
+  // Work after a gap: the spin before sleeping follows the gaps (an average over ~8 bursts).
+  void note_work_locked(std::chrono::steady_clock::time_point now) {
+    const auto gap = std::chrono::duration_cast<std::chrono::microseconds>(now - last_work_);
+    last_work_ = now;
+    if (gap > 4 * kMaxSpin) return;  // a pause, not the stream's rhythm
+    gap_us_ = (7 * gap_us_ + static_cast<std::uint64_t>(gap.count())) / 8;
+    spin_ = std::clamp(std::chrono::microseconds(2 * gap_us_), std::chrono::microseconds(kMinSpin),
+                       std::chrono::microseconds(kMaxSpin));
   }
 
   // Rewrites the guest's route table when the switch's changed (seqlock: odd while writing).
@@ -213,6 +228,8 @@ class VmmSide {
   std::uint32_t seq_ = 0;
   std::uint64_t published_ = 0;
   std::chrono::steady_clock::time_point last_work_{};
+  std::uint64_t gap_us_ = 100;
+  std::chrono::microseconds spin_{200};
   std::array<std::uint8_t, OVL_SLOT_DATA> buf_{};
   Counters counters_;
 };
