@@ -49,6 +49,27 @@ gears::vmm::control::Json net_stats(const gears::vmm::Machine& m) {
   return Json{{"nics", std::move(nics)}, {"switches", std::move(switches)}};
 }
 
+// The control socket's "exits" section: VM exits by kind, per vCPU and in total (what a
+// guest-side service saves shows here; doc/vmm.md).
+gears::vmm::control::Json exit_stats(gears::vmm::Machine& m) {
+  using gears::vmm::control::Json;
+  gears::vmm::ExitCounts sum;
+  Json per = Json::array();
+  auto json = [](const gears::vmm::ExitCounts& c) {
+    return Json{{"total", c.total}, {"io", c.io},       {"hypercall", c.hypercall}, {"mmio", c.mmio},
+                {"msr", c.msr},     {"intr", c.intr},   {"debug", c.debug},         {"other", c.other}};
+  };
+  for (const auto& v : m.vcpus()) {
+    const auto c = v->exit_counts();
+    per.push_back(json(c));
+    sum.total += c.total, sum.io += c.io, sum.hypercall += c.hypercall, sum.mmio += c.mmio;
+    sum.msr += c.msr, sum.intr += c.intr, sum.debug += c.debug, sum.other += c.other;
+  }
+  Json out = json(sum);
+  out["vcpus"] = std::move(per);
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -92,6 +113,10 @@ int main(int argc, char** argv) {
   auto tools = hooks::Toolset::attach(**machine, *gears, config::kernel_cmdline(*cfg), x86::host_cpu_is_amd(), release);
   if (!tools) {
     std::fprintf(stderr, "gears-vmm: %s\n", tools.error().what().c_str());
+    return 1;
+  }
+  if (auto r = (*tools)->registry().add_stats("exits", [m = machine->get()] { return exit_stats(*m); }); !r) {
+    std::fprintf(stderr, "gears-vmm: %s\n", r.error().what().c_str());
     return 1;
   }
   if (!(*machine)->nics().empty()) {

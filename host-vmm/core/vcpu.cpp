@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "core/kvm_abi.h"
+#include "gears/abi/hypercall.h"
 
 namespace gears::vmm {
 
@@ -184,14 +185,31 @@ std::string Vcpu::describe_state() const {
   return buf;
 }
 
+ExitCounts Vcpu::exit_counts() const {
+  ExitCounts c;
+  c.io = exits_[kIo].load(std::memory_order_relaxed);
+  c.hypercall = exits_[kHypercall].load(std::memory_order_relaxed);
+  c.mmio = exits_[kMmio].load(std::memory_order_relaxed);
+  c.msr = exits_[kMsr].load(std::memory_order_relaxed);
+  c.intr = exits_[kIntr].load(std::memory_order_relaxed);
+  c.debug = exits_[kDebug].load(std::memory_order_relaxed);
+  c.other = exits_[kOther].load(std::memory_order_relaxed);
+  c.total = c.io + c.mmio + c.msr + c.intr + c.debug + c.other;
+  return c;
+}
+
 bool Vcpu::handle_exit() {
   switch (run_->exit_reason) {
-    case KVM_EXIT_IO: return handle_io();
-    case KVM_EXIT_MMIO: return handle_mmio();
-    case KVM_EXIT_X86_RDMSR: return handle_msr(false);
-    case KVM_EXIT_X86_WRMSR: return handle_msr(true);
-    case KVM_EXIT_INTR: return true;
+    case KVM_EXIT_IO:
+      count_exit(kIo);
+      if (run_->io.port == GEARS_DOORBELL_PORT) count_exit(kHypercall);
+      return handle_io();
+    case KVM_EXIT_MMIO: count_exit(kMmio); return handle_mmio();
+    case KVM_EXIT_X86_RDMSR: count_exit(kMsr); return handle_msr(false);
+    case KVM_EXIT_X86_WRMSR: count_exit(kMsr); return handle_msr(true);
+    case KVM_EXIT_INTR: count_exit(kIntr); return true;
     case KVM_EXIT_DEBUG:
+      count_exit(kDebug);
       if (const auto& h = vm_.debug_handler(); h && h(*this, *run_)) return !control_.stopping();
       fail_run("unexpected debug exit at pc 0x" + [&] {
         char b[24];
@@ -227,6 +245,7 @@ bool Vcpu::handle_exit() {
       return false;
     }
     default:
+      count_exit(kOther);
       fail_run("unhandled exit reason " + std::to_string(run_->exit_reason));
       return false;
   }

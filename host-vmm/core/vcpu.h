@@ -22,6 +22,13 @@
 
 namespace gears::vmm {
 
+// VM exits this vCPU handled, by kind (gearsctl stats, section "exits"): what a guest-side
+// service saves is counted here. `io` includes the gears doorbell (hypercalls), counted
+// again on its own as `hypercall`.
+struct ExitCounts {
+  uint64_t total = 0, io = 0, hypercall = 0, mmio = 0, msr = 0, intr = 0, debug = 0, other = 0;
+};
+
 class Vcpu {
  public:
   static Expected<std::unique_ptr<Vcpu>> create(Vm& vm, int id, RunControl& control);
@@ -60,6 +67,9 @@ class Vcpu {
   // A one-line register summary, for error reports.
   std::string describe_state() const;
 
+  // Exits so far (any thread; each field read on its own).
+  ExitCounts exit_counts() const;
+
  private:
   Vcpu(Vm& vm, int id, RunControl& control) : vm_(vm), id_(id), control_(control) {}
   void loop();
@@ -82,6 +92,10 @@ class Vcpu {
   std::atomic<bool> started_{false};
   std::mutex work_mu_;
   std::deque<std::packaged_task<void()>> work_;
+  // Written by this vCPU's thread only, read by the control socket's: relaxed atomics.
+  enum ExitKind { kIo, kHypercall, kMmio, kMsr, kIntr, kDebug, kOther, kKinds };
+  void count_exit(ExitKind k) { exits_[k].fetch_add(1, std::memory_order_relaxed); }
+  std::atomic<uint64_t> exits_[kKinds]{};
 };
 
 }  // namespace gears::vmm

@@ -6,10 +6,13 @@
 //                 (kernel/ovl_netdev.c): a unicast frame for a MAC at a peer host is
 //                 encapsulated in the guest and pushed into the TX ring, with no VM exit while
 //                 the VMM's poller is awake; other frames take the NIC as before.
+//                 Receive: while the guest polls (NAPI, started by its own traffic), frames
+//                 for it land in the RX ring instead of the NIC (no interrupt, no exit).
 // - vmm:          the control plane's side (ovl_vmm.h): fills the area's control page (NIC,
 //                 overlay id, MTU, remote MACs; republished when the switch's table changes),
-//                 and a poller that drains the ring into the overlay's host path (the switch
-//                 checks each packet as if it came from a peer, and sends it as is).
+//                 a poller that drains the TX ring into the overlay's host path (the switch
+//                 checks each packet as if it came from a peer, and sends it as is), and the
+//                 NIC's receive tap that fills the RX ring while the guest polls.
 // Undeploy gives the NIC its transmit back, sends what is left in the ring, frees the area.
 #include <gears/kernel.h>
 #include <gears/service.h>
@@ -24,8 +27,8 @@ GEARS_SERVICE("overlay-accel", "0.1");
 
 // The guest-kernel packet path (kernel/ovl_netdev.c, C with Linux's headers).
 extern "C" {
-// `kick`: how the packet path calls the VMM half (a hypercall stub of this half).
-int ovl_k_setup(unsigned long long* gpa, unsigned long long* size, long (*kick)(void));
+// `kick`, `rx_stop`: how the packet path calls the VMM half (hypercall stubs of this half).
+int ovl_k_setup(unsigned long long* gpa, unsigned long long* size, long (*kick)(void), long (*rx_stop)(void));
 int ovl_k_hook(void);
 void ovl_k_unhook(void);
 void ovl_k_free(void);
@@ -59,6 +62,9 @@ static ovl::VmmSide* side;
   }
   poller = *p;
   if (auto r = host.add_counters([] { return side->counters(); }); !r) host.log("no counters: " + r.error().what());
+  // Frames for the guest go into its receive ring while it polls (gears-vmm removes the tap at
+  // undeploy; without an attached area it declines every frame).
+  nic->set_rx_tap([](std::span<const uint8_t> frame) { return side->rx_tap(frame); });
   host.log("started on " + nic->info().name + " (overlay network " + std::to_string(nic->info().network) + ")");
   return 0;
 }
@@ -97,12 +103,20 @@ static ovl::VmmSide* side;
   return 0;
 }
 
+// The guest's receive poller goes idle: frames take the NIC again. Returns the frames still in
+// the ring (the guest polls on while there are any).
+[[gears::vmm]] int64_t rx_idle() {
+  if (!side) return 0;
+  return side->rx_stop();
+}
+
 // ---------------------------------------------------------------- guest-kernel half
 [[gears::guest_kernel]] long kick_vmm() { return tx_kick(); }
+[[gears::guest_kernel]] long rx_stop_vmm() { return rx_idle(); }
 
 [[gears::guest_kernel, gears::on_load]] int load() {
   unsigned long long gpa = 0, size = 0;
-  int err = ovl_k_setup(&gpa, &size, &kick_vmm);
+  int err = ovl_k_setup(&gpa, &size, &kick_vmm, &rx_stop_vmm);
   if (err) return err;
   const int64_t rc = attach(gpa, size);
   if (rc != 0) {

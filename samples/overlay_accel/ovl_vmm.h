@@ -4,7 +4,9 @@
 // guest) use the same code.
 //
 // Threads: poll() runs on the service's poller, kick() on a vCPU (the guest's hypercall when
-// the poller sleeps); one mutex makes them take turns as the ring's single consumer. The area
+// the poller sleeps); one mutex makes them take turns as the TX ring's single consumer.
+// rx_tap() runs on whichever thread delivers a frame to the NIC (the RX ring's single producer,
+// serialized by the port's receive lock and its own), rx_stop() on a vCPU. The area
 // is guest memory written concurrently by the guest: indices and lengths are read once, checked,
 // and each packet is copied out before the overlay sees it.
 #pragma once
@@ -39,7 +41,8 @@ class VmmSide {
 
   struct Counters {
     std::atomic<std::uint64_t> tx_packets{0}, tx_sent{0}, tx_switched{0}, tx_dropped{0}, tx_bad_slot{0},
-        tx_bad_index{0}, kicks{0}, routes_published{0}, attaches{0};
+        tx_bad_index{0}, kicks{0}, routes_published{0}, attaches{0}, rx_ring{0}, rx_nic{0}, rx_full{0},
+        rx_stops{0};
   };
 
   // Takes the area the guest announced: checks its identity and publishes the NIC and the routes.
@@ -61,6 +64,13 @@ class VmmSide {
     // The guest's consumer index of the TX ring is ours: start where the guest is.
     cons_ = load(rings()->tx.prod);
     store(rings()->tx.cons, cons_);
+    {
+      std::lock_guard rx(rx_mu_);
+      rx_area_ = area_;
+      rx_prod_ = load(rings()->rx.cons);  // the guest's receive ring starts empty, where it is
+      store(rings()->rx.prod, rx_prod_);
+      store(c->guest_rx_polling, 0);
+    }
     published_ = 0;
     publish_routes_locked();
     store(c->vmm_sleeping, 0);
@@ -75,9 +85,54 @@ class VmmSide {
     std::lock_guard lk(mu_);
     if (area_.empty()) return;
     drain_locked(OVL_TX_SLOTS);
+    {
+      std::lock_guard rx(rx_mu_);  // no receive tap is inside the area after this
+      store(ctrl()->guest_rx_polling, 0);
+      rx_area_ = {};
+    }
     store(ctrl()->attached, 0);
     area_ = {};
     nic_ = nullptr;
+  }
+
+  // The NIC's receive tap (OverlayNic::set_rx_tap; the switch's delivering thread): while the
+  // guest polls its receive ring, a frame goes there (no interrupt, no exit); otherwise, or
+  // when the ring is full, the NIC receives it as before (false).
+  bool rx_tap(std::span<const std::uint8_t> frame) {
+    std::lock_guard lk(rx_mu_);
+    if (rx_area_.empty() || frame.size() > OVL_SLOT_DATA) return false;
+    auto* c = reinterpret_cast<ovl_ctrl*>(rx_area_.data());
+    auto* r = reinterpret_cast<ovl_rings*>(rx_area_.data() + OVL_RINGS_OFF);
+    if (!load_acquire(c->guest_rx_polling)) {
+      counters_.rx_nic++;
+      return false;
+    }
+    // The guest's consumer index is untrusted: anything but 0..SLOTS behind us reads as full.
+    if (rx_prod_ - load_acquire(r->rx.cons) >= OVL_RX_SLOTS) {
+      counters_.rx_full++;
+      return false;
+    }
+    auto* s = reinterpret_cast<ovl_slot*>(rx_area_.data() + OVL_RX_OFF + std::size_t{rx_prod_ % OVL_RX_SLOTS} * OVL_SLOT_SIZE);
+    std::memcpy(s->data, frame.data(), frame.size());
+    store(s->len, static_cast<std::uint32_t>(frame.size()));
+    ++rx_prod_;
+    store(r->rx.prod, rx_prod_);
+    counters_.rx_ring++;
+    return true;
+  }
+
+  // The guest's receive poller goes idle (its hypercall): from now on frames take the NIC.
+  // Returns the frames still in the ring (the guest keeps polling while there are any): the
+  // flag is cleared under the tap's lock, so no frame can land in the ring unseen.
+  std::int64_t rx_stop() {
+    std::lock_guard lk(rx_mu_);
+    if (rx_area_.empty()) return 0;
+    auto* c = reinterpret_cast<ovl_ctrl*>(rx_area_.data());
+    auto* r = reinterpret_cast<ovl_rings*>(rx_area_.data() + OVL_RINGS_OFF);
+    store(c->guest_rx_polling, 0);
+    counters_.rx_stops++;
+    const std::uint32_t pending = rx_prod_ - load_acquire(r->rx.cons);
+    return pending > OVL_RX_SLOTS ? 0 : pending;
   }
 
   bool attached() const {
@@ -125,7 +180,9 @@ class VmmSide {
         {"tx_switched", counters_.tx_switched}, {"tx_dropped", counters_.tx_dropped},
         {"tx_bad_slot", counters_.tx_bad_slot}, {"tx_bad_index", counters_.tx_bad_index},
         {"kicks", counters_.kicks},             {"routes_published", counters_.routes_published},
-        {"attaches", counters_.attaches}};
+        {"attaches", counters_.attaches},       {"rx_ring", counters_.rx_ring},
+        {"rx_nic", counters_.rx_nic},           {"rx_full", counters_.rx_full},
+        {"rx_stops", counters_.rx_stops}};
     std::lock_guard lk(mu_);
     out.emplace_back("spin_us", static_cast<std::uint64_t>(spin_.count()));
     out.emplace_back("attached", area_.empty() ? 0 : 1);
@@ -223,6 +280,11 @@ class VmmSide {
 
   mutable std::mutex mu_;
   std::span<std::uint8_t> area_;
+  // The receive side has its own lock: the tap runs on the switch's delivering thread while
+  // the poller may be sending (through the switch, to other ports) under mu_.
+  std::mutex rx_mu_;
+  std::span<std::uint8_t> rx_area_;
+  std::uint32_t rx_prod_ = 0;
   gears::vmm::OverlayNic* nic_ = nullptr;
   std::uint32_t cons_ = 0;
   std::uint32_t seq_ = 0;

@@ -7,7 +7,13 @@
  * Why a wrapped ndo_start_xmit rather than a qdisc or a netfilter hook: it sees exactly the
  * NIC's frames, after the qdisc (so tc, the stack's queueing and its back-pressure are
  * unchanged), as whole Ethernet frames, needs no configuration in the guest (the interface, its
- * addresses and routes stay), and undoing it is one pointer store and an RCU grace period. */
+ * addresses and routes stay), and undoing it is one pointer store and an RCU grace period.
+ *
+ * Receive: a NAPI context of our own on the same netdev polls the RX ring the VMM half fills.
+ * It is scheduled by the guest's own traffic (a transmit, or a frame the NIC received: an
+ * rx_handler) and sets guest_rx_polling, which makes the VMM put frames in the ring instead of
+ * the NIC (no interrupt, no exit). It keeps polling for a window after the last frame, then
+ * asks the VMM to stop (one hypercall per idle transition, not per frame) and completes. */
 #include <linux/etherdevice.h>
 #include <linux/gfp.h>
 #include <linux/if_arp.h>
@@ -20,7 +26,7 @@
 #include "gears/abi/overlay.h"
 #include "ovl_shared.h"
 
-int ovl_k_setup(unsigned long long *gpa, unsigned long long *size, long (*kick)(void));
+int ovl_k_setup(unsigned long long *gpa, unsigned long long *size, long (*kick)(void), long (*rx_stop)(void));
 int ovl_k_hook(void);
 void ovl_k_unhook(void);
 void ovl_k_free(void);
@@ -32,6 +38,15 @@ static struct net_device_ops ovl_ops;
 static DEFINE_SPINLOCK(ovl_tx_lock);
 /* The C++ half's hypercall to the VMM half: the poller sleeps, or the ring is full; send now. */
 static long (*ovl_kick_vmm)(void);
+/* ... and: the receive poller goes idle; returns the frames still in the ring. */
+static long (*ovl_rx_stop_vmm)(void);
+
+static struct napi_struct ovl_napi;
+static bool ovl_napi_on, ovl_rx_handler_on;
+static u64 ovl_rx_last_ns;
+/* How long the receive poller keeps polling an empty ring after its last frame: the next
+ * frame of a stream is usually that close; an idle guest stops polling at once after it. */
+#define OVL_RX_WINDOW_NS (200 * NSEC_PER_USEC)
 
 static inline struct ovl_ctrl *ovl_ctrl(void) { return ovl_area; }
 static inline struct ovl_rings *ovl_rings(void) { return ovl_area + OVL_RINGS_OFF; }
@@ -65,6 +80,90 @@ static bool ovl_remote(const u8 *dst)
 		smp_rmb();
 	} while (READ_ONCE(c->routes_seq) != seq);
 	return hit;
+}
+
+static inline struct ovl_slot *ovl_rx_slot(u32 i)
+{
+	return ovl_area + OVL_RX_OFF + (size_t)(i % OVL_RX_SLOTS) * OVL_SLOT_SIZE;
+}
+
+/* Starts the receive poller unless it runs: traffic of ours means frames are coming. */
+static void ovl_rx_wake(void)
+{
+	struct ovl_ctrl *c = ovl_ctrl();
+
+	if (!ovl_napi_on || READ_ONCE(c->guest_rx_polling))
+		return;
+	WRITE_ONCE(c->guest_rx_polling, 1);
+	WRITE_ONCE(ovl_rx_last_ns, ktime_get_ns());
+	napi_schedule(&ovl_napi);
+}
+
+/* Up to `budget` frames from the RX ring into the stack, through `napi` (NULL: netif_rx,
+ * for what is left at unload). The VMM's indices and lengths are checked like any input. */
+static int ovl_rx_ring(int budget, struct napi_struct *napi)
+{
+	struct ovl_rings *r = ovl_rings();
+	u32 cons = r->rx.cons, prod = smp_load_acquire(&r->rx.prod);
+	struct sk_buff *skb;
+	int n = 0;
+
+	if (prod - cons > OVL_RX_SLOTS) {
+		ovl_count(OVL_G_RX_DROPPED);
+		smp_store_release(&r->rx.cons, prod);
+		return 0;
+	}
+	while (cons != prod && n < budget) {
+		struct ovl_slot *s = ovl_rx_slot(cons);
+		u32 len = READ_ONCE(s->len);
+
+		skb = NULL;
+		if (len >= ETH_HLEN && len <= OVL_SLOT_DATA)
+			skb = napi ? napi_alloc_skb(napi, len) : netdev_alloc_skb(ovl_dev, len);
+		if (!skb) {
+			ovl_count(OVL_G_RX_DROPPED);
+		} else {
+			skb_put_data(skb, s->data, len);
+			skb->protocol = eth_type_trans(skb, ovl_dev);
+			if (napi)
+				napi_gro_receive(napi, skb);
+			else
+				netif_rx(skb);
+			ovl_count(OVL_G_RX_RING);
+		}
+		cons++;
+		n++;
+	}
+	smp_store_release(&r->rx.cons, cons);
+	return n;
+}
+
+static int ovl_poll(struct napi_struct *napi, int budget)
+{
+	int n = ovl_rx_ring(budget, napi);
+	u64 now = ktime_get_ns();
+
+	if (n)
+		WRITE_ONCE(ovl_rx_last_ns, now);
+	if (n >= budget)
+		return budget;
+	if (now - READ_ONCE(ovl_rx_last_ns) < OVL_RX_WINDOW_NS)
+		return budget; /* stay scheduled: poll again */
+	/* Idle: the VMM clears guest_rx_polling under its tap's lock and says what is left. */
+	if (ovl_rx_stop_vmm() > 0) {
+		WRITE_ONCE(ovl_ctrl()->guest_rx_polling, 1);
+		return budget;
+	}
+	ovl_count(OVL_G_RX_SLEEPS);
+	napi_complete_done(napi, n);
+	return n;
+}
+
+/* Every frame the NIC itself received: start polling the ring (the NIC keeps the frame). */
+static rx_handler_result_t ovl_rx_handler(struct sk_buff **pskb)
+{
+	ovl_rx_wake();
+	return RX_HANDLER_PASS;
 }
 
 static bool ovl_ring_full(struct ovl_rings *r, u32 prod)
@@ -129,6 +228,7 @@ static netdev_tx_t ovl_xmit(struct sk_buff *skb, struct net_device *dev)
 		ovl_kick_vmm();
 	}
 	dev_consume_skb_any(skb);
+	ovl_rx_wake();
 	return NETDEV_TX_OK;
 
 nic:
@@ -136,11 +236,12 @@ nic:
 	return ovl_orig_ops->ndo_start_xmit(skb, dev);
 }
 
-int ovl_k_setup(unsigned long long *gpa, unsigned long long *size, long (*kick)(void))
+int ovl_k_setup(unsigned long long *gpa, unsigned long long *size, long (*kick)(void), long (*rx_stop)(void))
 {
 	struct ovl_ctrl *c;
 
 	ovl_kick_vmm = kick;
+	ovl_rx_stop_vmm = rx_stop;
 	ovl_area = alloc_pages_exact(OVL_AREA_SIZE, GFP_KERNEL | __GFP_ZERO);
 	if (!ovl_area)
 		return -ENOMEM;
@@ -172,10 +273,17 @@ int ovl_k_hook(void)
 	ovl_orig_ops = dev->netdev_ops;
 	ovl_ops = *ovl_orig_ops;
 	ovl_ops.ndo_start_xmit = ovl_xmit;
-	WRITE_ONCE(dev->netdev_ops, &ovl_ops);
 	ovl_dev = dev;
+	/* Receive: our NAPI context on the NIC, started by the guest's traffic. Without the
+	 * rx_handler (another one owns the device: a bridge, a bond) only transmits start it. */
+	netif_napi_add(dev, &ovl_napi, ovl_poll);
+	napi_enable(&ovl_napi);
+	ovl_napi_on = true;
+	ovl_rx_handler_on = netdev_rx_handler_register(dev, ovl_rx_handler, NULL) == 0;
+	WRITE_ONCE(dev->netdev_ops, &ovl_ops);
 	rtnl_unlock();
-	pr_info("overlay-accel: %s (%pM) transmits through the overlay ring\n", dev->name, mac);
+	pr_info("overlay-accel: %s (%pM) transmits%s through the overlay rings\n", dev->name, mac,
+		ovl_rx_handler_on ? " and receives" : "");
 	return 0;
 }
 
@@ -186,8 +294,18 @@ void ovl_k_unhook(void)
 		return;
 	rtnl_lock();
 	WRITE_ONCE(ovl_dev->netdev_ops, ovl_orig_ops);
+	if (ovl_rx_handler_on)
+		netdev_rx_handler_unregister(ovl_dev);
+	ovl_rx_handler_on = false;
 	rtnl_unlock();
 	synchronize_net();
+	/* No transmit or rx_handler can start the poller now: stop it, make the VMM deliver to the
+	 * NIC (authoritative: cleared under its tap's lock), then take what is left in the ring. */
+	ovl_napi_on = false;
+	napi_disable(&ovl_napi);
+	netif_napi_del(&ovl_napi);
+	ovl_rx_stop_vmm();
+	ovl_rx_ring(OVL_RX_SLOTS, NULL);
 	pr_info("overlay-accel: %s transmits through the NIC again (ring %llu, nic %llu, full %llu, kicks %llu)\n",
 		ovl_dev->name, ovl_ctrl()->counters[OVL_G_TX_RING], ovl_ctrl()->counters[OVL_G_TX_FALLBACK],
 		ovl_ctrl()->counters[OVL_G_TX_FULL], ovl_ctrl()->counters[OVL_G_TX_KICKS]);

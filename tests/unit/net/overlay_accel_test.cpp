@@ -289,5 +289,48 @@ TEST_F(RingTest, DetachSendsWhatIsLeftAndStopsReading) {
   EXPECT_EQ(side.attach(area, view.get()), 0);  // and again (a redeploy)
 }
 
+TEST_F(RingTest, ReceiveTapFillsTheRingOnlyWhileTheGuestPolls) {
+  ASSERT_EQ(side.attach(area, view.get()), 0);
+  view->set_rx_tap([this](std::span<const uint8_t> f) { return side.rx_tap(f); });
+  const Bytes f = frame(mac(1), mac(2), 80, 3);
+  other->send(f);  // the guest does not poll: its NIC receives it
+  EXPECT_EQ(guest_in.size(), 1u);
+  EXPECT_EQ(r()->rx.prod, 0u);
+  c()->guest_rx_polling = 1;
+  other->send(f);
+  EXPECT_EQ(guest_in.size(), 1u);
+  ASSERT_EQ(r()->rx.prod, 1u);
+  auto* s0 = reinterpret_cast<ovl_slot*>(area.data() + OVL_RX_OFF);
+  ASSERT_EQ(s0->len, f.size());
+  EXPECT_EQ(Bytes(s0->data, s0->data + s0->len), f);
+  EXPECT_EQ(counter("rx_ring"), 1u);
+  EXPECT_EQ(counter("rx_nic"), 1u);
+  // Going idle: the flag is cleared by the VMM, which says one frame is still in the ring.
+  EXPECT_EQ(side.rx_stop(), 1);
+  EXPECT_EQ(c()->guest_rx_polling, 0u);
+  other->send(f);
+  EXPECT_EQ(guest_in.size(), 2u);
+  view->set_rx_tap({});
+}
+
+TEST_F(RingTest, FullOrHostileReceiveRingSendsFramesToTheNic) {
+  ASSERT_EQ(side.attach(area, view.get()), 0);
+  c()->guest_rx_polling = 1;
+  const Bytes f = frame(mac(1), mac(2));
+  for (uint32_t i = 0; i < OVL_RX_SLOTS; ++i) EXPECT_TRUE(side.rx_tap(f));
+  EXPECT_FALSE(side.rx_tap(f));  // full: the NIC takes it
+  EXPECT_EQ(counter("rx_full"), 1u);
+  r()->rx.cons = OVL_RX_SLOTS;  // the guest consumed them all
+  EXPECT_TRUE(side.rx_tap(f));
+  r()->rx.cons = r()->rx.prod + 7;  // a consumer ahead of the producer: garbage, reads as full
+  EXPECT_FALSE(side.rx_tap(f));
+  r()->rx.cons = r()->rx.prod;
+  EXPECT_FALSE(side.rx_tap(Bytes(OVL_SLOT_DATA + 1, 0)));  // larger than a slot
+  EXPECT_EQ(side.rx_stop(), 0);  // nothing pending
+  side.detach();
+  c()->guest_rx_polling = 1;
+  EXPECT_FALSE(side.rx_tap(f));  // detached: nothing lands in the area
+}
+
 }  // namespace
 }  // namespace gears::vmm::net
