@@ -8,6 +8,11 @@
  *              a zero-byte acknowledgement closes each window; bytes / elapsed time
  * One line per size on rank 0:
  *   mpi_pingpong: size=<bytes> iters=<n> lat_us=<microseconds> bw_MBps=<10^6 bytes/s>
+ * Then an MPI_Allreduce (sum of doubles) over all ranks for 8 B and 64 KiB:
+ *   mpi_pingpong: allreduce bytes=<bytes> iters=<n> us=<microseconds per call>
+ * and the point-to-point messages rank 0 sent and received, warm-up included (for exits per
+ * message: the VMM's exit count over the run divided by it):
+ *   mpi_pingpong: messages=<n>
  * The first byte and last byte of every received message are checked (a broken transport
  * aborts with exit status 1 instead of printing fast nonsense). */
 #include <mpi.h>
@@ -31,6 +36,7 @@ int main(int argc, char **argv) {
   size_t sizes[32];
   int nsizes = 0;
   unsigned char *buf, *win;
+  unsigned long long messages = 0;
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &nranks);
@@ -77,6 +83,7 @@ int main(int argc, char **argv) {
         }
       }
       lat = (MPI_Wtime() - t0) / iters / 2 * 1e6;
+      messages += 2ull * (unsigned long long)(iters + warm);
       /* bandwidth */
       {
         int windows = iters / WINDOW + 2;
@@ -99,12 +106,40 @@ int main(int argc, char **argv) {
           }
         }
         bw = (double)n * WINDOW * windows / (MPI_Wtime() - t0) / 1e6;
+        messages += (unsigned long long)(windows + 1) * (WINDOW + 1);
       }
       if (rank == 0) {
         printf("mpi_pingpong: size=%zu iters=%d lat_us=%.3f bw_MBps=%.1f\n", n, iters, lat, bw);
         fflush(stdout);
       }
     }
+  }
+  {
+    static const int counts[] = {1, 8192}; /* doubles: 8 B, 64 KiB */
+    double *in = calloc(8192, sizeof(double)), *out = calloc(8192, sizeof(double));
+    if (!in || !out) MPI_Abort(MPI_COMM_WORLD, 2);
+    for (int k = 0; k < 2; k++) {
+      int iters = (int)(scale * (counts[k] == 1 ? 2000 : 200)), c = counts[k];
+      double t0;
+      if (iters < 10) iters = 10;
+      for (int i = 0; i < c; i++) in[i] = rank + 1;
+      MPI_Allreduce(in, out, c, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD); /* warm-up */
+      MPI_Barrier(MPI_COMM_WORLD);
+      t0 = MPI_Wtime();
+      for (int i = 0; i < iters; i++) MPI_Allreduce(in, out, c, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+      t0 = (MPI_Wtime() - t0) / iters * 1e6;
+      if (out[0] != nranks * (nranks + 1) / 2.0 || out[c - 1] != out[0]) {
+        fprintf(stderr, "mpi_pingpong: FAIL allreduce: got %g, expected %g\n", out[0], nranks * (nranks + 1) / 2.0);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+      }
+      if (rank == 0) printf("mpi_pingpong: allreduce bytes=%zu iters=%d us=%.3f\n", (size_t)c * sizeof(double), iters, t0);
+    }
+    free(in);
+    free(out);
+  }
+  if (rank == 0) {
+    printf("mpi_pingpong: messages=%llu\n", messages);
+    fflush(stdout);
   }
   free(buf);
   free(win);
