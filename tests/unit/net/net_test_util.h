@@ -2,6 +2,8 @@
 // bounded wait for things other threads do (the bound only keeps a broken test from hanging).
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -13,6 +15,7 @@
 
 #include "net/address.h"
 #include "net/backend.h"
+#include "net/encap.h"
 #include "net/port.h"
 
 namespace gears::vmm::net::test {
@@ -29,6 +32,13 @@ inline Bytes frame(const MacAddress& dst, const MacAddress& src, size_t payload 
   f.push_back(0x00);
   for (size_t i = 0; i < payload; ++i) f.push_back(static_cast<uint8_t>(tag + i));
   return f;
+}
+
+// `f` behind an overlay header for `network` (a peer's packet, or a guest-side accelerator's).
+inline Bytes encap(const Bytes& f, uint32_t network = 1) {
+  Bytes p(kHeaderSize + f.size());
+  EXPECT_EQ(encapsulate(network, f, p), p.size());
+  return p;
 }
 
 template <class F>

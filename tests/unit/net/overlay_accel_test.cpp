@@ -18,18 +18,13 @@ namespace gears::vmm::net {
 namespace {
 
 using test::Bytes;
+using test::encap;
 using test::FakeBackend;
 using test::frame;
 using test::Inbox;
 using test::mac;
 
 const Endpoint kPeer{0x0a000002, 7878};
-
-Bytes encap(const Bytes& f, uint32_t network = 1) {
-  Bytes p(kHeaderSize + f.size());
-  EXPECT_EQ(encapsulate(network, f, p), p.size());
-  return p;
-}
 
 class AccelTest : public ::testing::Test {
  protected:

@@ -15,6 +15,7 @@ namespace gears::vmm::net {
 namespace {
 
 using test::Bytes;
+using test::encap;
 using test::FakeBackend;
 using test::frame;
 using test::Inbox;
@@ -22,12 +23,6 @@ using test::mac;
 
 const Endpoint kPeer1{0x0a000002, 7878};
 const Endpoint kPeer2{0x0a000003, 7878};
-
-Bytes encap(const Bytes& f, uint32_t network = 1) {
-  Bytes p(kHeaderSize + f.size());
-  EXPECT_EQ(encapsulate(network, f, p), p.size());
-  return p;
-}
 
 class SwitchTest : public ::testing::Test {
  protected:
