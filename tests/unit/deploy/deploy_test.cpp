@@ -26,6 +26,12 @@
 
 namespace {
 
+// The start of the overlay accelerator's control page (samples/overlay_accel/ovl_shared.h),
+// as a hostile guest writes it.
+struct ovl_ctrl_probe {
+  uint32_t magic, area_size, tx_slots, rx_slots;
+};
+
 using namespace gears;
 using namespace gears::vmm;
 using namespace gears::vmm::deploy;
@@ -922,6 +928,91 @@ TEST_F(DeployTest, RealMpiAccelBundleNeedsItsRegion) {
   ASSERT_TRUE(st) << st.error().what();
   EXPECT_EQ((*st)["log"], Json::array({"started: region mpi is 4 MiB"}));
   EXPECT_EQ((*st)["kernel"]["module"], "gears_mpi_accel");
+}
+
+// A NIC view for the overlay accelerator's VMM half: records what reaches the host path (in
+// the test's own variables: the view dies with the service).
+class FakeOverlayNic final : public OverlayNic {
+ public:
+  FakeOverlayNic(std::atomic<int>& sent, std::atomic<bool>& tapped) : sent_(sent), tapped_(tapped) {}
+  OverlayNicInfo info() const override { return {"net0", {0x52, 0x54, 0, 0, 0, 1}, 1, 1500, true}; }
+  uint64_t routes_generation() const override { return 1; }
+  std::vector<Mac> remote_macs(size_t) const override { return {}; }
+  OverlaySend send_encapsulated(std::span<const uint8_t>) override {
+    ++sent_;
+    return OverlaySend::dropped;
+  }
+  void flush() override {}
+  void set_rx_tap(OverlayRxTap t) override { tapped_ = static_cast<bool>(t); }
+
+ private:
+  std::atomic<int>& sent_;
+  std::atomic<bool>& tapped_;
+};
+
+// The overlay accelerator's VMM half against a hostile guest kernel: its hypercalls with
+// addresses outside RAM, ranges that wrap, an area of another layout, a second attach, calls
+// out of order. Each is refused or harmless; the service keeps working and undeploys cleanly.
+TEST_F(DeployTest, RealOverlayAccelBundleSurvivesAHostileGuest) {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const auto path = (exe.parent_path().parent_path().parent_path() / "samples/overlay_accel/overlay-accel.gears").string();
+  if (ec || !std::filesystem::exists(path)) GTEST_SKIP() << "no overlay-accel.gears (build the samples)";
+  auto cfg = config();
+  cfg.guest_release = kernel_half_release(path);
+  cfg.open_plugin = PluginLibrary::open;
+  constexpr uint64_t kBase = 0x100000;
+  std::vector<uint8_t> ram(2 << 20);
+  cfg.resources.guest_physical = [&ram](uint64_t gpa, uint64_t len) -> Expected<std::span<uint8_t>> {
+    if (gpa < kBase || len > ram.size() || gpa - kBase > ram.size() - len) return fail("not RAM");
+    return std::span<uint8_t>(ram).subspan(gpa - kBase, len);
+  };
+  std::atomic<int> sent{0};
+  std::atomic<bool> tapped{false};
+  cfg.resources.overlay_nics = [&](size_t i) -> Expected<std::unique_ptr<OverlayNic>> {
+    if (i != 0) return fail("no NIC");
+    return std::unique_ptr<OverlayNic>(std::make_unique<FakeOverlayNic>(sent, tapped));
+  };
+  ServiceManager mgr(cfg);
+  auto st = mgr.deploy_file(path, {});
+  ASSERT_TRUE(st) << st.error().what();
+  EXPECT_TRUE(tapped);
+  const uint16_t id = (*st)["id"].get<uint16_t>();
+  auto call = [&](uint32_t fn, uint64_t a0 = 0, uint64_t a1 = 0) {
+    VcpuRegs regs{};
+    regs.rax = GEARS_HC_MAKE(id, fn);
+    regs.rdi = a0;
+    regs.rsi = a1;
+    auto r = dispatcher.dispatch(Origin::guest_kernel, 0, regs, mem);
+    EXPECT_TRUE(r.handled) << fn;
+    return r.result;
+  };
+  enum { kAttach = 1, kDetach, kKick, kRxIdle };
+  EXPECT_EQ(call(kAttach, 0xdead'0000'0000ULL, 1 << 20), -EFAULT);  // not RAM
+  EXPECT_EQ(call(kAttach, ~0ULL - 4095, 8192), -EFAULT);            // wraps
+  EXPECT_EQ(call(kAttach, kBase, ~0ULL), -EFAULT);                  // longer than RAM
+  EXPECT_EQ(call(kAttach, kBase, 1 << 20), -EINVAL);                // zeros: not an area
+  // Out of order: nothing attached.
+  EXPECT_EQ(call(kKick), 0);
+  EXPECT_EQ(call(kRxIdle), 0);
+  EXPECT_EQ(call(kDetach), 0);
+  // A well-formed area, then a second attach, then a ring index far ahead.
+  auto* c = reinterpret_cast<ovl_ctrl_probe*>(ram.data());
+  c->magic = 0x4f564c31u;  // OVL_MAGIC, OVL_AREA_SIZE, OVL_TX_SLOTS, OVL_RX_SLOTS
+  c->area_size = 8192 + 2 * 128 * 2048;
+  c->tx_slots = 128;
+  c->rx_slots = 128;
+  EXPECT_EQ(call(kAttach, kBase, c->area_size), 0);
+  EXPECT_EQ(call(kAttach, kBase, c->area_size), -EBUSY);
+  reinterpret_cast<uint32_t*>(ram.data() + 4096)[0] = 1'000'000;  // TX producer index
+  EXPECT_EQ(call(kKick), 0);
+  EXPECT_EQ(sent, 0);  // nothing read from a ring that claims more than it holds
+  EXPECT_EQ(call(kDetach), 0);
+  auto services = mgr.services()["services"][0]["vmm"]["counters"];
+  EXPECT_EQ(services["tx_bad_index"], 1);
+  EXPECT_EQ(services["attaches"], 1);
+  ASSERT_TRUE(mgr.undeploy("overlay-accel"));
+  EXPECT_FALSE(tapped);  // gears-vmm took the plugin's tap out before unloading it
 }
 
 // Two opens of a VMM half load two copies, also when the first is still loaded (or, as glibc
