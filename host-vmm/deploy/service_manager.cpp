@@ -164,6 +164,14 @@ Expected<void> ServiceManager::load_vmm_half(Service& s) {
   return {};
 }
 
+// A user half without patch points or an install path (a service of VMM and kernel halves):
+// nothing in the guest would ever run it, so it is not written there.
+static bool user_half_unused(const ServiceBundle& b) {
+  for (const auto& e : b.user_exports)
+    if (e != kUserAttachSymbol && e != kUserDetachSymbol) return false;
+  return b.user_install.empty();
+}
+
 // (c) to (f): the guest halves, sharing one deadline.
 Expected<void> ServiceManager::load_guest_halves(Service& s, const DeployOptions& options) {
   GuestInjector* inj = config_.injector;
@@ -177,7 +185,7 @@ Expected<void> ServiceManager::load_guest_halves(Service& s, const DeployOptions
     s.module_loaded = true;
     s.module_ms = ms_since(started);
   }
-  if (!s.bundle.user) return {};
+  if (!s.bundle.user || (!options.selector && user_half_unused(s.bundle))) return {};
 
   // A plugin-style half goes where its program looks for plugins; the others to user_dir.
   const std::string path =
@@ -306,7 +314,7 @@ Json ServiceManager::status(const Service& s) const {
     kernel["module"] = b.module_name;
     kernel["vermagic"] = b.vermagic;
   }
-  Json user{{"state", b.user ? (s.user_path.empty() ? "unloaded" : "written") : "absent"}};
+  Json user{{"state", !b.user ? "absent" : !s.user_path.empty() ? "written" : user_half_unused(b) ? "unused" : "unloaded"}};
   if (b.user) {
     Json procs = Json::array();
     size_t ok = 0;

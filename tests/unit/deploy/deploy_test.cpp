@@ -977,6 +977,9 @@ TEST_F(DeployTest, RealOverlayAccelBundleSurvivesAHostileGuest) {
   auto st = mgr.deploy_file(path, {});
   ASSERT_TRUE(st) << st.error().what();
   EXPECT_TRUE(tapped);
+  // No patch points, no install path: its (empty) user half is not written into the guest.
+  EXPECT_EQ((*st)["user"]["state"], "unused");
+  EXPECT_EQ(inj.calls, std::vector<std::string>{"load_module"});
   const uint16_t id = (*st)["id"].get<uint16_t>();
   auto call = [&](uint32_t fn, uint64_t a0 = 0, uint64_t a1 = 0) {
     VcpuRegs regs{};
