@@ -43,10 +43,12 @@ static long (*ovl_rx_stop_vmm)(void);
 
 static struct napi_struct ovl_napi;
 static bool ovl_napi_on, ovl_rx_handler_on;
-static u64 ovl_rx_last_ns;
-/* How long the receive poller keeps polling an empty ring after its last frame: the next
- * frame of a stream is usually that close; an idle guest stops polling at once after it. */
-#define OVL_RX_WINDOW_NS (200 * NSEC_PER_USEC)
+static u64 ovl_rx_last_ns, ovl_rx_gap_ns = 100 * NSEC_PER_USEC;
+/* How long the receive poller keeps polling an empty ring after its last frame: twice the
+ * recent gap between frames (an average over ~8), within these bounds. A stream's next frame
+ * then finds the poller running; an idle guest stops polling soon after its last frame. */
+#define OVL_RX_WINDOW_MIN_NS (50 * NSEC_PER_USEC)
+#define OVL_RX_WINDOW_MAX_NS (2 * NSEC_PER_MSEC)
 
 static inline struct ovl_ctrl *ovl_ctrl(void) { return ovl_area; }
 static inline struct ovl_rings *ovl_rings(void) { return ovl_area + OVL_RINGS_OFF; }
@@ -143,11 +145,16 @@ static int ovl_poll(struct napi_struct *napi, int budget)
 	int n = ovl_rx_ring(budget, napi);
 	u64 now = ktime_get_ns();
 
-	if (n)
+	if (n) {
+		u64 gap = now - READ_ONCE(ovl_rx_last_ns);
+
+		if (gap < 4 * OVL_RX_WINDOW_MAX_NS) /* a pause is not the stream's rhythm */
+			ovl_rx_gap_ns = (7 * ovl_rx_gap_ns + gap) / 8;
 		WRITE_ONCE(ovl_rx_last_ns, now);
+	}
 	if (n >= budget)
 		return budget;
-	if (now - READ_ONCE(ovl_rx_last_ns) < OVL_RX_WINDOW_NS)
+	if (now - READ_ONCE(ovl_rx_last_ns) < clamp_t(u64, 2 * ovl_rx_gap_ns, OVL_RX_WINDOW_MIN_NS, OVL_RX_WINDOW_MAX_NS))
 		return budget; /* stay scheduled: poll again */
 	/* Idle: the VMM clears guest_rx_polling under its tap's lock and says what is left. */
 	if (ovl_rx_stop_vmm() > 0) {
