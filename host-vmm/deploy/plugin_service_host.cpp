@@ -98,18 +98,18 @@ void PluginServiceHost::log(std::string_view line) {
 
 void PluginServiceHost::close() {
   std::vector<uint32_t> numbers;
-  std::vector<std::unique_ptr<ServicePoller>> pollers;
   std::vector<CountersFn> counters;
   {
     std::lock_guard lock(mu_);
     if (closed_) return;
     closed_ = true;
     numbers.swap(numbers_);
-    pollers.swap(pollers_);
     counters.swap(counters_);
   }
   // Pollers first (their code may send through a NIC view), then the taps into plugin code.
-  for (auto& p : pollers) p->stop();
+  // Both objects stay until the destructor: a hypercall handler still running may wake a
+  // poller or use a view (it holds this host, so they outlive it); stopped, they do nothing.
+  for (auto& p : pollers_) p->stop();
   for (auto& nic : nics_) nic->set_rx_tap({});
   dispatcher_.remove_service(id_);  // every number is in this service's range
   if (subs_) subs_->remove_owner(service_);
