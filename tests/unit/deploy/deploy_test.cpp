@@ -928,6 +928,24 @@ TEST_F(DeployTest, RealMpiAccelBundleNeedsItsRegion) {
   ASSERT_TRUE(st) << st.error().what();
   EXPECT_EQ((*st)["log"], Json::array({"started: region mpi is 4 MiB"}));
   EXPECT_EQ((*st)["kernel"]["module"], "gears_mpi_accel");
+  // A hostile guest kernel calling region_exposed with garbage (results, addresses, sizes):
+  // logged, answered 0, nothing else changes; an unknown function number is not handled.
+  const uint16_t id = (*st)["id"].get<uint16_t>();
+  for (uint64_t junk : {0ULL, ~0ULL, 0x8000'0000'0000'0000ULL, 4096ULL}) {
+    VcpuRegs regs{};
+    regs.rax = GEARS_HC_MAKE(id, 1);
+    regs.rdi = junk;
+    regs.rsi = ~junk;
+    regs.r10 = junk * 3;
+    auto r = dispatcher.dispatch(Origin::guest_kernel, 0, regs, mem);
+    EXPECT_TRUE(r.handled);
+    EXPECT_EQ(r.result, 0);
+  }
+  VcpuRegs regs{};
+  regs.rax = GEARS_HC_MAKE(id, 77);
+  EXPECT_FALSE(dispatcher.dispatch(Origin::guest_kernel, 0, regs, mem).handled);
+  EXPECT_EQ(region[0], 0);  // the region is the guests' business, never written by the VMM half
+  EXPECT_TRUE(mgr.undeploy("mpi-accel"));
 }
 
 // A NIC view for the overlay accelerator's VMM half: records what reaches the host path (in
