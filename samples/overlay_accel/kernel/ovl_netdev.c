@@ -89,12 +89,21 @@ static inline struct ovl_slot *ovl_rx_slot(u32 i)
 	return ovl_area + OVL_RX_OFF + (size_t)(i % OVL_RX_SLOTS) * OVL_SLOT_SIZE;
 }
 
-/* Starts the receive poller unless it runs: traffic of ours means frames are coming. */
-static void ovl_rx_wake(void)
+/* A frame arrived (NIC or ring) this recently: the guest is in a stream, worth polling for. */
+#define OVL_RX_STREAM_GAP_NS (10 * NSEC_PER_MSEC)
+static u64 ovl_rx_seen_ns;
+
+/* Starts the receive poller unless it runs, when frames are coming in a stream (`frame`: one
+ * just arrived through the NIC). Sparse traffic (a ping a second) keeps the NIC's interrupt:
+ * polling would cost it an extra exit (rx_idle) per packet and save none. */
+static void ovl_rx_wake(bool frame)
 {
 	struct ovl_ctrl *c = ovl_ctrl();
+	u64 now = ktime_get_ns(), last = READ_ONCE(ovl_rx_seen_ns);
 
-	if (!ovl_napi_on || READ_ONCE(c->guest_rx_polling))
+	if (frame)
+		WRITE_ONCE(ovl_rx_seen_ns, now);
+	if (!ovl_napi_on || READ_ONCE(c->guest_rx_polling) || now - last > OVL_RX_STREAM_GAP_NS)
 		return;
 	WRITE_ONCE(c->guest_rx_polling, 1);
 	WRITE_ONCE(ovl_rx_last_ns, ktime_get_ns());
@@ -148,6 +157,7 @@ static int ovl_poll(struct napi_struct *napi, int budget)
 	if (n) {
 		u64 gap = now - READ_ONCE(ovl_rx_last_ns);
 
+		WRITE_ONCE(ovl_rx_seen_ns, now);
 		if (gap < 4 * OVL_RX_WINDOW_MAX_NS) /* a pause is not the stream's rhythm */
 			ovl_rx_gap_ns = (7 * ovl_rx_gap_ns + gap) / 8;
 		WRITE_ONCE(ovl_rx_last_ns, now);
@@ -169,7 +179,7 @@ static int ovl_poll(struct napi_struct *napi, int budget)
 /* Every frame the NIC itself received: start polling the ring (the NIC keeps the frame). */
 static rx_handler_result_t ovl_rx_handler(struct sk_buff **pskb)
 {
-	ovl_rx_wake();
+	ovl_rx_wake(true);
 	return RX_HANDLER_PASS;
 }
 
@@ -235,7 +245,7 @@ static netdev_tx_t ovl_xmit(struct sk_buff *skb, struct net_device *dev)
 		ovl_kick_vmm();
 	}
 	dev_consume_skb_any(skb);
-	ovl_rx_wake();
+	ovl_rx_wake(false);
 	return NETDEV_TX_OK;
 
 nic:
