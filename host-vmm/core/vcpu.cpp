@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/kvm_abi.h"
@@ -183,6 +184,11 @@ std::string Vcpu::describe_state() const {
                 "rip=0x%llx rsp=0x%llx rax=0x%llx rflags=0x%llx cs=0x%x cr0=0x%llx cr3=0x%llx cr4=0x%llx efer=0x%llx",
                 r->rip, r->rsp, r->rax, r->rflags, s->cs.selector, s->cr0, s->cr3, s->cr4, s->efer);
   return buf;
+}
+
+bool Vcpu::count_exits_enabled() {
+  const char* v = std::getenv("GEARS_VMM_COUNT_EXITS");
+  return v && std::strcmp(v, "1") == 0;
 }
 
 ExitCounts Vcpu::exit_counts() const {
