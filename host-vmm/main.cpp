@@ -65,11 +65,11 @@ gears::vmm::control::Json exit_stats(gears::vmm::Machine& m) {
     per.push_back(json(c));
     sum.total += c.total, sum.io += c.io, sum.hypercall += c.hypercall, sum.mmio += c.mmio;
     sum.msr += c.msr, sum.intr += c.intr, sum.debug += c.debug, sum.other += c.other;
+    sum.counting = c.counting;
   }
   Json out = json(sum);
   out["vcpus"] = std::move(per);
-  const char* on = std::getenv("GEARS_VMM_COUNT_EXITS");
-  out["counting"] = on && std::string(on) == "1";  // off: every count stays 0
+  out["counting"] = sum.counting;
   return out;
 }
 

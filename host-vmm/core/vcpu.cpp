@@ -201,6 +201,7 @@ ExitCounts Vcpu::exit_counts() const {
   c.debug = exits_[kDebug].load(std::memory_order_relaxed);
   c.other = exits_[kOther].load(std::memory_order_relaxed);
   c.total = c.io + c.mmio + c.msr + c.intr + c.debug + c.other;
+  c.counting = count_exits_;
   return c;
 }
 

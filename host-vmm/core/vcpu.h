@@ -27,6 +27,7 @@ namespace gears::vmm {
 // again on its own as `hypercall`.
 struct ExitCounts {
   uint64_t total = 0, io = 0, hypercall = 0, mmio = 0, msr = 0, intr = 0, debug = 0, other = 0;
+  bool counting = false;  // GEARS_VMM_COUNT_EXITS=1: off, every count stays 0
 };
 
 class Vcpu {

@@ -33,7 +33,7 @@ struct ServiceBundle {
   std::string vermagic;                   // the kernel half's .modinfo vermagic
 };
 
-// `guest_release` is the running guest kernel's release ("6.1.0-56-amd64"); a bundle with a
+// `guest_release` is the running guest kernel's release (e.g. "6.1.0-NN-amd64", from its bzImage); a bundle with a
 // kernel half is refused when it is empty or the module's vermagic names another release.
 Expected<ServiceBundle> check_bundle(std::span<const uint8_t> image, const std::string& guest_release);
 

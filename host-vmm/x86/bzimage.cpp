@@ -101,7 +101,7 @@ Expected<std::string> kernel_release(std::span<const uint8_t> f) {
   const uint16_t ptr = get<uint16_t>(f, 0x20e);
   if (ptr == 0) return fail("kernel image has no version string (kernel_version is 0)");
   const size_t start = static_cast<size_t>(ptr) + 0x200;
-  // A release is short ("6.1.0-56-amd64"); 64 bytes bound the scan and what we accept.
+  // A release is short ("<version>-<abi>-amd64"); 64 bytes bound the scan and what we accept.
   constexpr size_t kMaxRelease = 64;
   if (start >= f.size()) return fail("kernel image version string is outside the file");
   std::string release;

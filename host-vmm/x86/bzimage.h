@@ -31,7 +31,7 @@ struct BzImage {
 Expected<BzImage> parse_bzimage(std::span<const uint8_t> file);
 Expected<BzImage> load_bzimage(const std::string& path);
 
-// The kernel release ("6.1.0-56-amd64"): the first word of the version string the setup
+// The kernel release (e.g. "6.1.0-NN-amd64"): the first word of the version string the setup
 // header's kernel_version field (0x20e) points at (+0x200). Module vermagic starts with it.
 Expected<std::string> kernel_release(std::span<const uint8_t> file);
 

@@ -823,13 +823,19 @@ TEST(GearsctlDeploy, ArgumentsBecomeOneRequest) {
 // ---------------------------------------------------------------------------------------------
 // The real sample: gearsc's file-audit bundle, its VMM half dlopen()ed from a memfd.
 
-std::string sample_bundle() {
-  if (const char* env = std::getenv("GEARS_SAMPLE_BUNDLE")) return env;
+// A sample's bundle in this build tree ("" when not built):
+// <build>/tests/unit/vmm_deploy_test -> <build>/samples/<relative>
+std::string built_sample(const std::string& relative) {
   std::error_code ec;
   auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) return {};
-  // <build>/tests/unit/vmm_deploy_test -> <build>/samples/file_audit/file-audit.gears
-  return (exe.parent_path().parent_path().parent_path() / "samples/file_audit/file-audit.gears").string();
+  const auto path = exe.parent_path().parent_path().parent_path() / "samples" / relative;
+  return std::filesystem::exists(path) ? path.string() : std::string();
+}
+
+std::string sample_bundle() {
+  if (const char* env = std::getenv("GEARS_SAMPLE_BUNDLE")) return env;
+  return built_sample("file_audit/file-audit.gears");
 }
 
 // The release a bundle's kernel half was built for: the first word of its vermagic ("" when
@@ -904,10 +910,8 @@ TEST_F(DeployTest, RealFileAuditBundle) {
 // The MPI accelerator's VMM half refuses a VM without its shared region and starts with one
 // (ServiceHost::shared_region, fed by the ManagerConfig's lookup: gears-vmm's --shm regions).
 TEST_F(DeployTest, RealMpiAccelBundleNeedsItsRegion) {
-  std::error_code ec;
-  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  const auto path = (exe.parent_path().parent_path().parent_path() / "samples/mpi_accel/mpi-accel.gears").string();
-  if (ec || !std::filesystem::exists(path)) GTEST_SKIP() << "no mpi-accel.gears (build the samples)";
+  const std::string path = built_sample("mpi_accel/mpi-accel.gears");
+  if (path.empty()) GTEST_SKIP() << "no mpi-accel.gears (build the samples)";
   auto cfg = config();
   cfg.guest_release = kernel_half_release(path);
   cfg.open_plugin = PluginLibrary::open;
@@ -972,10 +976,8 @@ class FakeOverlayNic final : public OverlayNic {
 // addresses outside RAM, ranges that wrap, an area of another layout, a second attach, calls
 // out of order. Each is refused or harmless; the service keeps working and undeploys cleanly.
 TEST_F(DeployTest, RealOverlayAccelBundleSurvivesAHostileGuest) {
-  std::error_code ec;
-  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  const auto path = (exe.parent_path().parent_path().parent_path() / "samples/overlay_accel/overlay-accel.gears").string();
-  if (ec || !std::filesystem::exists(path)) GTEST_SKIP() << "no overlay-accel.gears (build the samples)";
+  const std::string path = built_sample("overlay_accel/overlay-accel.gears");
+  if (path.empty()) GTEST_SKIP() << "no overlay-accel.gears (build the samples)";
   auto cfg = config();
   cfg.guest_release = kernel_half_release(path);
   cfg.open_plugin = PluginLibrary::open;
