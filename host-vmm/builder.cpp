@@ -205,8 +205,10 @@ Expected<void> Machine::attach_shared_regions(const config::VmConfig& cfg, std::
     auto region = shm::SharedRegion::attach(spec);
     if (!region) return fail(region.error());
     GEARS_TRY(vm_->add_memory_slot(gpa, spec.size, (*region)->host()));
+    auto group = shm::VmGroupMember::join(**region, mem_.fd(), mem_.size());
+    if (!group) return fail(group.error());
     acpi_out.push_back({spec.name, gpa, spec.size});
-    shared_regions_.push_back({std::move(*region), gpa});
+    shared_regions_.push_back({std::move(*region), gpa, std::move(*group)});
     gpa += spec.size;
   }
   return {};

@@ -17,6 +17,7 @@
 #include "gears/expected.h"
 #include "net/switch.h"
 #include "shm/shared_region.h"
+#include "shm/vm_group.h"
 #include "virtio/net.h"
 
 namespace gears::vmm {
@@ -35,6 +36,7 @@ struct NicInfo {
 struct SharedRegionInfo {
   std::unique_ptr<shm::SharedRegion> region;
   uint64_t gpa = 0;
+  std::unique_ptr<shm::VmGroupMember> group;  // this VM among the region's VMs (destroyed first)
 };
 // One overlay switch (NICs naming the same file share it), by configuration file.
 struct SwitchInfo {

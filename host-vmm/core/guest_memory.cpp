@@ -1,5 +1,6 @@
 #include "core/guest_memory.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -25,10 +26,13 @@ Expected<GuestMemory> GuestMemory::create(uint64_t size) {
   size = (size + k2MiB - 1) & ~(k2MiB - 1);
 
   GuestMemory mem;
-  mem.fd_ = memfd_create("gears-guest-ram", MFD_CLOEXEC);
+  mem.fd_ = memfd_create("gears-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (mem.fd_ < 0) return fail_errno("memfd_create for guest RAM");
   if (ftruncate(mem.fd_, static_cast<off_t>(size)) != 0)
     return fail_errno("sizing guest RAM to " + std::to_string(size >> 20) + " MiB");
+  // A peer VMM's mapping of this RAM must never fault with SIGBUS: the size is final.
+  if (fcntl(mem.fd_, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+    return fail_errno("sealing the guest RAM memfd");
 
   auto map_region = [&](uint64_t gpa, uint64_t len, uint64_t off) -> Expected<void> {
     void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, mem.fd_,
@@ -43,6 +47,18 @@ Expected<GuestMemory> GuestMemory::create(uint64_t size) {
   if (size > low) GEARS_TRY(map_region(kHighRamStart, size - low, low));
   mem.size_ = size;
   return mem;
+}
+
+std::optional<uint64_t> GuestMemory::file_offset(uint64_t ram_size, uint64_t gpa, uint64_t len) {
+  const uint64_t low = std::min(ram_size, kLowRamEnd);
+  if (gpa < low) {
+    if (len > low - gpa) return std::nullopt;
+    return gpa;
+  }
+  if (gpa < kHighRamStart || ram_size <= low) return std::nullopt;
+  const uint64_t off = gpa - kHighRamStart, high = ram_size - low;
+  if (off >= high || len > high - off) return std::nullopt;
+  return low + off;
 }
 
 GuestMemory::GuestMemory(GuestMemory&& o) noexcept

@@ -1,13 +1,14 @@
 // Guest-physical memory: the one place that maps guest RAM and the only way anything in
 // gears-vmm touches it. Every access is bounds-checked; guest addresses are untrusted input.
 //
-// RAM is backed by a memfd so that a later tool can share it with another process (the MPI
-// accelerator maps a peer VM's memory for one-copy transfers). Layout follows the PC: RAM from
+// RAM is backed by a memfd, sealed at its size, so that a peer VMM on the same host can map it
+// (shm/vm_group.h: one-copy transfers between co-located guests) and never see it shrink. Layout follows the PC: RAM from
 // 0 up to the 32-bit MMIO hole (kLowRamEnd), the rest above 4 GiB.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -32,6 +33,11 @@ class GuestMemory {
 
   // Maps `size` bytes of guest RAM (rounded up to 2 MiB), split around the MMIO hole.
   static Expected<GuestMemory> create(uint64_t size);
+
+  // Where guest-physical [gpa, gpa+len) lies in the memfd of a VM with `ram_size` bytes of RAM
+  // laid out as create() does; nullopt unless the range is RAM of one region. A peer VMM that
+  // maps this VM's memfd (shm/vm_group.h) translates with it.
+  static std::optional<uint64_t> file_offset(uint64_t ram_size, uint64_t gpa, uint64_t len);
 
   GuestMemory() = default;
   GuestMemory(GuestMemory&&) noexcept;

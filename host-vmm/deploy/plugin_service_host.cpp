@@ -132,6 +132,11 @@ PluginServiceHost::~PluginServiceHost() {
   counters_.clear();
 }
 
+Expected<VmGroup*> PluginServiceHost::vm_group(std::string_view name) {
+  if (!resources_.vm_groups) return ServiceHost::vm_group(name);
+  return resources_.vm_groups(name);
+}
+
 Expected<std::span<std::uint8_t>> PluginServiceHost::shared_region(std::string_view name) {
   if (!resources_.shared_regions) return ServiceHost::shared_region(name);
   return resources_.shared_regions(name);

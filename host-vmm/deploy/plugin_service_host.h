@@ -29,6 +29,8 @@ namespace gears::vmm::deploy {
 
 // This gears-vmm's --shm regions by name (host mapping), for ServiceHost::shared_region.
 using SharedRegionLookup = std::function<Expected<std::span<std::uint8_t>>(std::string_view name)>;
+// The VM group of this gears-vmm's --shm region by name, for ServiceHost::vm_group.
+using VmGroupLookup = std::function<Expected<VmGroup*>(std::string_view name)>;
 // Guest RAM by guest-physical range (host mapping), for ServiceHost::guest_physical.
 using GuestPhysicalLookup = std::function<Expected<std::span<std::uint8_t>>(std::uint64_t gpa, std::uint64_t len)>;
 // A new view of NIC `index` for one service (ServiceHost::overlay_nic).
@@ -37,6 +39,7 @@ using OverlayNicFactory = std::function<Expected<std::unique_ptr<OverlayNic>>(st
 // What of the VM a service may reach; a null member: not available in this gears-vmm.
 struct HostResources {
   SharedRegionLookup shared_regions;
+  VmGroupLookup vm_groups;
   GuestPhysicalLookup guest_physical;
   OverlayNicFactory overlay_nics;
 };
@@ -74,6 +77,7 @@ class PluginServiceHost final : public ServiceHost, public std::enable_shared_fr
   Expected<void> on_process(ProcessHandler handler) override;
   void log(std::string_view line) override;
   Expected<std::span<std::uint8_t>> shared_region(std::string_view name) override;
+  Expected<VmGroup*> vm_group(std::string_view name) override;
   Expected<std::span<std::uint8_t>> guest_physical(std::uint64_t gpa, std::uint64_t len) override;
   Expected<OverlayNic*> overlay_nic(std::size_t index) override;
   Expected<Poller*> start_poller(std::string_view name, PollFn poll, std::chrono::microseconds idle) override;

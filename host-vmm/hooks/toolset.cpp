@@ -140,6 +140,12 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
     return fail("this VM has no shared region " + std::string(name) + " (gears-vmm --shm name=" + std::string(name) +
                 ",size=...)");
   };
+  mc.resources.vm_groups = [&machine](std::string_view name) -> Expected<VmGroup*> {
+    for (const SharedRegionInfo& r : machine.shared_regions())
+      if (r.region->spec().name == name) return static_cast<VmGroup*>(r.group.get());
+    return fail("this VM has no shared region " + std::string(name) + " (gears-vmm --shm name=" + std::string(name) +
+                ",size=...)");
+  };
   mc.resources.guest_physical = [&machine](uint64_t gpa, uint64_t len) { return machine.memory().span(gpa, len); };
   mc.resources.overlay_nics = [&machine](size_t index) -> Expected<std::unique_ptr<OverlayNic>> {
     if (index >= machine.nics().size())

@@ -20,10 +20,11 @@ Expected<std::unique_ptr<SharedRegion>> SharedRegion::attach(const RegionSpec& s
   if (::fstat(r->fd_, &st) < 0) return fail_errno(what);
   if (!S_ISREG(st.st_mode)) return fail(what + ": not a regular file");
 
+  const uint64_t file_size = SharedRegion::kVmmAreaSize + spec.size;
   if (::flock(r->fd_, LOCK_EX | LOCK_NB) == 0) {
     // Nobody else is attached: start from zeroed memory of the requested size.
     r->first_ = true;
-    if (::ftruncate(r->fd_, 0) < 0 || ::ftruncate(r->fd_, static_cast<off_t>(spec.size)) < 0)
+    if (::ftruncate(r->fd_, 0) < 0 || ::ftruncate(r->fd_, static_cast<off_t>(file_size)) < 0)
       return fail_errno(what + ": ftruncate");
     // Down to a shared lock: peers may now attach. (Linux converts by dropping and retaking;
     // a peer that slips in between zeroes the region again, harmless before any guest runs.)
@@ -31,21 +32,23 @@ Expected<std::unique_ptr<SharedRegion>> SharedRegion::attach(const RegionSpec& s
   } else if (errno == EWOULDBLOCK) {
     if (::flock(r->fd_, LOCK_SH) < 0) return fail_errno(what + ": flock");
     if (::fstat(r->fd_, &st) < 0) return fail_errno(what);
-    if (static_cast<uint64_t>(st.st_size) != spec.size)
-      return fail(what + ": attached by another VM with size " + std::to_string(st.st_size >> 20) + "M, this one asks for " +
+    if (static_cast<uint64_t>(st.st_size) != file_size) {
+      const uint64_t theirs = static_cast<uint64_t>(st.st_size) > kVmmAreaSize ? st.st_size - kVmmAreaSize : 0;
+      return fail(what + ": attached by another VM with size " + std::to_string(theirs >> 20) + "M, this one asks for " +
                   std::to_string(spec.size >> 20) + "M");
+    }
   } else {
     return fail_errno(what + ": flock");
   }
-  void* p = ::mmap(nullptr, spec.size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd_, 0);
+  void* p = ::mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd_, 0);
   if (p == MAP_FAILED) return fail_errno(what + ": mmap");
-  r->host_ = static_cast<uint8_t*>(p);
+  r->host_ = static_cast<uint8_t*>(p) + kVmmAreaSize;
   r->attached_ = true;
   return r;
 }
 
 SharedRegion::~SharedRegion() {
-  if (host_) ::munmap(host_, spec_.size);
+  if (host_) ::munmap(host_ - kVmmAreaSize, kVmmAreaSize + spec_.size);
   if (fd_ < 0) return;
   // The last VM out removes the file: nobody else holds a lock once ours is upgraded. Only
   // after a complete attach: a refused path (not a regular file, say) is never unlinked.

@@ -9,6 +9,9 @@
 //    the requested size.
 //  - detach (destructor): the last one out (exclusive lock succeeds) unlinks the file.
 // A gears-vmm that dies loses its lock with its process; the peers keep running on the mapping.
+//
+// The file starts with kVmmAreaSize bytes only the VMMs map (the group's member table and the
+// services' VMM-only area, shm/vm_group.h); the guests see the rest.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +26,8 @@ namespace gears::vmm::shm {
 
 class SharedRegion {
  public:
+  static constexpr uint64_t kVmmAreaSize = 2ULL << 20;
+
   static Expected<std::unique_ptr<SharedRegion>> attach(const RegionSpec& spec);
   ~SharedRegion();
   SharedRegion(const SharedRegion&) = delete;
@@ -30,7 +35,9 @@ class SharedRegion {
 
   const RegionSpec& spec() const { return spec_; }
   uint64_t size() const { return spec_.size; }
-  uint8_t* host() const { return host_; }
+  uint8_t* host() const { return host_; }  // what the guests see, size() bytes
+  // The part of the file no guest maps (kVmmAreaSize bytes before host()).
+  std::span<uint8_t> vmm_area() const { return {host_ - kVmmAreaSize, kVmmAreaSize}; }
   int fd() const { return fd_; }
   // True when this attach found no other VM attached (and so started from zeroed memory).
   bool first() const { return first_; }

@@ -8,7 +8,9 @@
  * Files: btl_gears_component.c (params, open/close, init: attach + claim + modex; progress),
  * btl_gears_module.c (add/del_procs, alloc/free/prepare_src, send/sendi, finalize),
  * btl_gears_region.c (region attach/initialise, slots, heartbeat, reclaim),
- * btl_gears_ring.c (the lock-free SPSC rings), gears_mpi_region.h (the layout, plain C).
+ * btl_gears_ring.c (the lock-free SPSC rings), gears_mpi_region.h (the layout, plain C),
+ * btl_gears_rdma.c (the one-copy path: register_mem / get over /dev/gears-mpi-rdma,
+ * gears_mpi_rdma.h).
  */
 #ifndef MCA_BTL_GEARS_H
 #define MCA_BTL_GEARS_H
@@ -24,6 +26,7 @@
 
 #include "btl_gears_region.h"
 #include "btl_gears_ring.h"
+#include "gears_mpi_rdma.h"
 
 BEGIN_C_DECLS
 
@@ -36,6 +39,16 @@ typedef struct mca_btl_gears_modex_t {
   uint32_t layout_version;
   uint32_t reserved;
 } mca_btl_gears_modex_t;
+
+/* What ob1 carries in its RGET header for a registered send buffer (fixed size, no pointer):
+ * which VM published it, under which key and cookie, and the address it starts at. member
+ * UINT32_MAX: a local handle (a receive buffer), nothing published. */
+struct mca_btl_base_registration_handle_t {
+  uint32_t member;
+  uint32_t key;
+  uint64_t cookie;
+  uint64_t base;
+};
 
 /* One peer (another process in a slot of the same region). */
 struct mca_btl_base_endpoint_t {
@@ -75,6 +88,9 @@ typedef struct mca_btl_gears_component_t {
   unsigned int heartbeat_ms;
   int verbose;
   int free_list_num, free_list_max, free_list_inc;
+  int rdma;                     /* use the one-copy path where the device is there */
+  char *rdma_device;
+  unsigned long get_min;        /* smaller messages take the ring */
   int output; /* opal_output stream for verbose messages */
   /* state */
   bool attached;
@@ -96,6 +112,11 @@ typedef struct mca_btl_gears_component_t {
   opal_mutex_t lock;             /* pending_endpoints, done */
   volatile int32_t progressing;
   uint64_t pending_events; /* sends that found their ring full */
+  /* the one-copy path (btl_gears_rdma.c); rdma_fd -1: off */
+  int rdma_fd;
+  uint32_t rdma_member;
+  uint64_t rdma_max_len;
+  uint64_t rdma_registered, rdma_gets, rdma_bytes, rdma_failed;
 } mca_btl_gears_component_t;
 
 OPAL_MODULE_DECLSPEC extern mca_btl_gears_component_t mca_btl_gears_component;
@@ -112,6 +133,17 @@ void mca_btl_gears_poll_remove(uint32_t peer_slot);
 int mca_btl_gears_flush_pending(mca_btl_gears_endpoint_t *ep);
 /* Fire completion callbacks of frags that are in the ring. */
 int mca_btl_gears_complete_done(void);
+/* The one-copy path: open the device (0, or -1 with the reason logged at verbose 1), close it. */
+int mca_btl_gears_rdma_open(const char *device);
+void mca_btl_gears_rdma_close(void);
+struct mca_btl_base_registration_handle_t *mca_btl_gears_register_mem(struct mca_btl_base_module_t *btl,
+                                                                      struct mca_btl_base_endpoint_t *endpoint,
+                                                                      void *base, size_t size, uint32_t flags);
+int mca_btl_gears_deregister_mem(struct mca_btl_base_module_t *btl, struct mca_btl_base_registration_handle_t *handle);
+int mca_btl_gears_get(struct mca_btl_base_module_t *btl, struct mca_btl_base_endpoint_t *endpoint, void *local_address,
+                      uint64_t remote_address, struct mca_btl_base_registration_handle_t *local_handle,
+                      struct mca_btl_base_registration_handle_t *remote_handle, size_t size, int flags, int order,
+                      mca_btl_base_rdma_completion_fn_t cbfunc, void *cbcontext, void *cbdata);
 /* Print the counters (btl_gears_verbose > 0) and release everything (module finalize). */
 void mca_btl_gears_report_and_release(void);
 

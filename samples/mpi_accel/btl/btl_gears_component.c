@@ -97,8 +97,25 @@ static int gears_component_register(void) {
   c->free_list_inc = 32;
   register_int("free_list_inc", "Fragments added to a free list at a time", &c->free_list_inc);
 
+  c->rdma = 1;
+  register_int("rdma",
+               "Large messages by one copy done by the VMM between the VMs' memories (ob1's RDMA get over the "
+               "guest kernel's one-copy device) where the device is there; 0: every message through the ring",
+               &c->rdma);
+  c->rdma_device = GEARS_MPI_RDMA_DEVICE;
+  (void)mca_base_component_var_register(&c->super.btl_version, "rdma_device", "The one-copy path's device",
+                                        MCA_BASE_VAR_TYPE_STRING, NULL, 0, 0, OPAL_INFO_LVL_5,
+                                        MCA_BASE_VAR_SCOPE_READONLY, &c->rdma_device);
+  c->get_min = 32 * 1024;
+  (void)mca_base_component_var_register(&c->super.btl_version, "get_min",
+                                        "Smallest message sent by one copy; smaller ones take the ring (the "
+                                        "crossover measured by tests/bench/mpi-bench)",
+                                        MCA_BASE_VAR_TYPE_UNSIGNED_LONG, NULL, 0, 0, OPAL_INFO_LVL_5,
+                                        MCA_BASE_VAR_SCOPE_READONLY, &c->get_min);
+
   /* The usual BTL parameters (btl_gears_exclusivity, _eager_limit, _max_send_size, _flags, ...).
-   * Fragments go through the ring: no PUT/GET (see btl_gears_module.c, "btl_get"). Exclusivity
+   * Fragments go through the ring; GET is the one-copy path (btl_gears_rdma.c), taken away at
+   * init where the device is missing; no PUT. Exclusivity
    * is below vader (a peer in the same VM is better served by plain shared memory) and above tcp
    * and the network BTLs. max_send_size/eager limits are clamped at init to what a ring holds. */
   mca_btl_gears.btl_exclusivity = MCA_BTL_EXCLUSIVITY_HIGH - 1024;
@@ -108,7 +125,9 @@ static int gears_component_register(void) {
   mca_btl_gears.btl_rdma_pipeline_send_length = 64 * 1024;
   mca_btl_gears.btl_rdma_pipeline_frag_size = 64 * 1024;
   mca_btl_gears.btl_min_rdma_pipeline_size = 0;
-  mca_btl_gears.btl_flags = MCA_BTL_FLAGS_SEND | MCA_BTL_FLAGS_SEND_INPLACE;
+  mca_btl_gears.btl_flags = MCA_BTL_FLAGS_SEND | MCA_BTL_FLAGS_SEND_INPLACE | MCA_BTL_FLAGS_GET;
+  mca_btl_gears.btl_get_limit = GEARS_MPI_RDMA_MAX_LEN;
+  mca_btl_gears.btl_registration_handle_size = sizeof(mca_btl_base_registration_handle_t);
   mca_btl_gears.btl_latency = 1;
   mca_btl_gears.btl_bandwidth = 8000;
   return mca_btl_base_param_register(&c->super.btl_version, &mca_btl_gears);
@@ -120,6 +139,8 @@ static int gears_component_open(void) {
   c->progress_registered = false;
   c->progressing = 0;
   c->pending_events = 0;
+  c->rdma_fd = -1;
+  c->rdma_registered = c->rdma_gets = c->rdma_bytes = c->rdma_failed = 0;
   memset(&c->region, 0, sizeof c->region);
   memset(c->tx, 0, sizeof c->tx);
   memset(c->rx, 0, sizeof c->rx);
@@ -222,7 +243,18 @@ static mca_btl_base_module_t **gears_component_init(int *num_btls, bool enable_p
     gears_region_detach(r);
     return NULL;
   }
-  mca_btl_gears.btl_flags &= ~(uint32_t)MCA_BTL_FLAGS_RDMA; /* no put/get (yet) */
+  mca_btl_gears.btl_flags &= ~(uint32_t)MCA_BTL_FLAGS_PUT;
+  c->rdma_fd = -1;
+  if (!c->rdma || !(mca_btl_gears.btl_flags & MCA_BTL_FLAGS_GET) || mca_btl_gears_rdma_open(c->rdma_device) != 0) {
+    /* No one-copy path: every message through the ring (ob1 uses its send protocols). */
+    mca_btl_gears.btl_flags &= ~(uint32_t)MCA_BTL_FLAGS_RDMA;
+    mca_btl_gears.btl_get = NULL;
+    mca_btl_gears.btl_register_mem = NULL;
+    mca_btl_gears.btl_deregister_mem = NULL;
+    mca_btl_gears.btl_registration_handle_size = 0;
+  } else if (mca_btl_gears.btl_get_limit == 0 || mca_btl_gears.btl_get_limit > c->rdma_max_len) {
+    mca_btl_gears.btl_get_limit = c->rdma_max_len;
+  }
 
   for (uint32_t p = 0; p < r->layout.slot_count; p++) {
     if (p == r->slot) continue;

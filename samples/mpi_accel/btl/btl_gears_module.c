@@ -370,33 +370,6 @@ int mca_btl_gears_complete_done(void) {
   return completed;
 }
 
-/* ---------------------------------------------------------------- one-sided: not yet
- *
- * GEARS-BTL-GET: the place for btl_get. Large messages now go through ob1's send protocol
- * (rendezvous, then max_send_size fragments through the ring: two copies). The next step is a
- * one-copy get done by the VMM between the two VMs' memories: register_mem would publish a
- * (guest-physical ranges, VM id) handle, btl_get would post a request into a per-slot command
- * ring of the region, the VMM half of samples/mpi_accel would copy from the source VM's pages
- * into the destination's and post the completion, and progress would call cbfunc. Then:
- * set MCA_BTL_FLAGS_GET in btl_flags (component register and init), fill btl_get_limit,
- * btl_registration_handle_size, btl_register_mem/btl_deregister_mem, and put mca_btl_gears_get
- * into the module below. Until then this stub is not installed (btl_get is NULL) and ob1 never
- * asks for it. */
-int mca_btl_gears_get(struct mca_btl_base_module_t *btl, struct mca_btl_base_endpoint_t *endpoint,
-                      void *local_address, uint64_t remote_address,
-                      struct mca_btl_base_registration_handle_t *local_handle,
-                      struct mca_btl_base_registration_handle_t *remote_handle, size_t size, int flags, int order,
-                      mca_btl_base_rdma_completion_fn_t cbfunc, void *cbcontext, void *cbdata);
-int mca_btl_gears_get(struct mca_btl_base_module_t *btl, struct mca_btl_base_endpoint_t *endpoint,
-                      void *local_address, uint64_t remote_address,
-                      struct mca_btl_base_registration_handle_t *local_handle,
-                      struct mca_btl_base_registration_handle_t *remote_handle, size_t size, int flags, int order,
-                      mca_btl_base_rdma_completion_fn_t cbfunc, void *cbcontext, void *cbdata) {
-  (void)btl, (void)endpoint, (void)local_address, (void)remote_address, (void)local_handle, (void)remote_handle;
-  (void)size, (void)flags, (void)order, (void)cbfunc, (void)cbcontext, (void)cbdata;
-  return OPAL_ERR_NOT_SUPPORTED;
-}
-
 /* ---------------------------------------------------------------- finalize */
 
 void mca_btl_gears_report_and_release(void) {
@@ -431,15 +404,18 @@ void mca_btl_gears_report_and_release(void) {
     if (c->verbose > 0) {
       fprintf(stderr,
               "btl_gears: %s slot %u: sent %llu msgs %llu bytes, received %llu msgs %llu bytes, "
-              "dropped %llu corrupt, queued %llu on a full ring, bad peer tail %llu%s\n",
+              "dropped %llu corrupt, queued %llu on a full ring, bad peer tail %llu; one-copy: %s, "
+              "%llu registered, %llu gets %llu bytes, %llu failed%s\n",
               OPAL_NAME_PRINT(OPAL_PROC_MY_NAME), r->slot, (unsigned long long)sent, (unsigned long long)sent_bytes,
               (unsigned long long)recv, (unsigned long long)recv_bytes, (unsigned long long)dropped,
-              (unsigned long long)c->pending_events, (unsigned long long)bad_tail,
-              r->reclaimed ? " (slot taken over from a dead owner)" : "");
+              (unsigned long long)c->pending_events, (unsigned long long)bad_tail, c->rdma_fd >= 0 ? "on" : "off",
+              (unsigned long long)c->rdma_registered, (unsigned long long)c->rdma_gets,
+              (unsigned long long)c->rdma_bytes, (unsigned long long)c->rdma_failed, r->reclaimed ? " (slot taken over from a dead owner)" : "");
       fflush(stderr);
     }
     c->attached = false;
   }
+  mca_btl_gears_rdma_close();
   gears_region_detach(r); /* heartbeat stopped, token cleared, unmapped; idempotent */
   memset(c->tx, 0, sizeof c->tx);
   memset(c->rx, 0, sizeof c->rx);
@@ -462,6 +438,8 @@ mca_btl_base_module_t mca_btl_gears = {
     .btl_send = gears_send,
     .btl_sendi = gears_sendi,
     .btl_put = NULL,
-    .btl_get = NULL, /* GEARS-BTL-GET: mca_btl_gears_get once the VMM copies (see above) */
+    .btl_get = mca_btl_gears_get, /* the one-copy path; init removes it without the device */
+    .btl_register_mem = mca_btl_gears_register_mem,
+    .btl_deregister_mem = mca_btl_gears_deregister_mem,
     .btl_dump = mca_btl_base_dump,
 };

@@ -907,6 +907,19 @@ TEST_F(DeployTest, RealFileAuditBundle) {
       << bad.error().what();
 }
 
+// A VM group for a VMM half: this VM is member 3, alone (reads of other members' RAM fail).
+class FakeVmGroup final : public VmGroup {
+ public:
+  std::vector<uint8_t> area = std::vector<uint8_t>(2 << 20);
+  uint32_t self() const override { return 3; }
+  std::span<uint8_t> vmm_area() override { return area; }
+  Expected<void> read_member_ram(uint32_t member, uint64_t, std::span<uint8_t>) override {
+    return fail("no member " + std::to_string(member));
+  }
+};
+// The MPI accelerator's table: one slice per member (samples/mpi_accel/btl/gears_mpi_rdma.h).
+constexpr size_t mpi_rdma_slice_bytes = 2048 * 32;
+
 // The MPI accelerator's VMM half refuses a VM without its shared region and starts with one
 // (ServiceHost::shared_region, fed by the ManagerConfig's lookup: gears-vmm's --shm regions).
 TEST_F(DeployTest, RealMpiAccelBundleNeedsItsRegion) {
@@ -927,27 +940,53 @@ TEST_F(DeployTest, RealMpiAccelBundleNeedsItsRegion) {
     if (name != "mpi") return fail("no region " + std::string(name));
     return std::span<uint8_t>(region);
   };
+  // The VM group: a VMM area of its own and no other member (reads of member RAM fail).
+  FakeVmGroup group;
+  cfg.resources.vm_groups = [&group](std::string_view name) -> Expected<VmGroup*> {
+    if (name != "mpi") return fail("no group " + std::string(name));
+    return static_cast<VmGroup*>(&group);
+  };
+  cfg.resources.guest_physical = [this](uint64_t gpa, uint64_t len) { return mem.span(gpa, len); };
   ServiceManager mgr(cfg);
   auto st = mgr.deploy_file(path, {});
   ASSERT_TRUE(st) << st.error().what();
-  EXPECT_EQ((*st)["log"], Json::array({"started: region mpi is 4 MiB"}));
+  EXPECT_EQ((*st)["log"], Json::array({"started: region mpi is 4 MiB", "one-copy path on: this VM is member 3 of the group"}));
   EXPECT_EQ((*st)["kernel"]["module"], "gears_mpi_accel");
-  // A hostile guest kernel calling region_exposed with garbage (results, addresses, sizes):
-  // logged, answered 0, nothing else changes; an unknown function number is not handled.
+  // A hostile guest calling every function of the VMM half with garbage (results, addresses,
+  // sizes, keys, cookies), from its kernel and from a process: answered (an error or 0), the
+  // region never written, nothing in the group's area but this VM's own slice.
   const uint16_t id = (*st)["id"].get<uint16_t>();
-  for (uint64_t junk : {0ULL, ~0ULL, 0x8000'0000'0000'0000ULL, 4096ULL}) {
-    VcpuRegs regs{};
-    regs.rax = GEARS_HC_MAKE(id, 1);
-    regs.rdi = junk;
-    regs.rsi = ~junk;
-    regs.r10 = junk * 3;
-    auto r = dispatcher.dispatch(Origin::guest_kernel, 0, regs, mem);
-    EXPECT_TRUE(r.handled);
-    EXPECT_EQ(r.result, 0);
+  for (Origin origin : {Origin::guest_kernel, Origin::guest_user}) {
+    for (uint16_t fn = 1; fn <= 5; ++fn) {
+      for (uint64_t junk : {0ULL, ~0ULL, 0x8000'0000'0000'0000ULL, 4096ULL, 0x3'0000'0001ULL}) {
+        VcpuRegs regs{};
+        regs.rax = GEARS_HC_MAKE(id, fn);
+        regs.rdi = junk;
+        regs.rsi = ~junk;
+        regs.r10 = junk * 3;
+        regs.r8 = junk >> 1;
+        regs.r9 = junk + 1;
+        auto r = dispatcher.dispatch(origin, 0, regs, mem);
+        if (origin == Origin::guest_user) {  // the kernel half's calls: not for a process
+          EXPECT_TRUE(!r.handled || r.result < 0) << fn;
+        } else if (fn == 1) {
+          EXPECT_TRUE(r.handled);
+          EXPECT_EQ(r.result, 3);  // rdma_member
+        } else {
+          EXPECT_TRUE(r.handled) << fn;
+          EXPECT_LE(r.result, 0) << "function " << fn << " junk " << junk;
+        }
+      }
+    }
   }
   VcpuRegs regs{};
   regs.rax = GEARS_HC_MAKE(id, 77);
   EXPECT_FALSE(dispatcher.dispatch(Origin::guest_kernel, 0, regs, mem).handled);
+  for (size_t i = 0; i < group.area.size(); ++i) {
+    if (group.area[i] != 0) {
+      ASSERT_EQ(i / mpi_rdma_slice_bytes, 3u) << "byte " << i << " written";
+    }
+  }
   EXPECT_EQ(region[0], 0);  // the region is the guests' business, never written by the VMM half
   EXPECT_TRUE(mgr.undeploy("mpi-accel"));
 }

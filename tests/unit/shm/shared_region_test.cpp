@@ -105,7 +105,7 @@ TEST(SharedRegion, AFileADeadVmLeftBehindStartsAfresh) {
   EXPECT_EQ((*a)->host()[0], 0);
   struct stat st{};
   ASSERT_EQ(::stat(spec.path.c_str(), &st), 0);
-  EXPECT_EQ(static_cast<uint64_t>(st.st_size), spec.size);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), shm::SharedRegion::kVmmAreaSize + spec.size);
 }
 
 TEST(SharedRegion, RefusesWhatIsNotARegularFileAndLeavesItAlone) {

@@ -15,6 +15,7 @@
 #include "gears/abi/hypercall.h"
 #include "gears/expected.h"
 #include "gears/vmm/overlay.h"
+#include "gears/vmm/vm_group.h"
 
 namespace gears::vmm {
 
@@ -92,6 +93,11 @@ class ServiceHost {
   // has no such region.
   virtual Expected<std::span<std::uint8_t>> shared_region(std::string_view name) {
     return fail("no shared region " + std::string(name) + " in this gears-vmm");
+  }
+  // The VMs sharing region `name` with this one (vm_group.h): a VMM-only shared area and read
+  // access to their guest RAM, for one-copy transfers. Lives as long as the VM.
+  virtual Expected<VmGroup*> vm_group(std::string_view name) {
+    return fail("no VM group for region " + std::string(name) + " in this gears-vmm");
   }
   // Guest RAM [gpa, gpa + len) as the host maps it, for a ring the guest half allocated and
   // announced by hypercall. Fails unless the whole range is RAM of one region. The mapping
