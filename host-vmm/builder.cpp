@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "acpi/tables.h"
 #include "devices/acpi_power.h"
@@ -205,10 +206,11 @@ Expected<void> Machine::attach_shared_regions(const config::VmConfig& cfg, std::
     auto region = shm::SharedRegion::attach(spec);
     if (!region) return fail(region.error());
     GEARS_TRY(vm_->add_memory_slot(gpa, spec.size, (*region)->host()));
+    // The region works without a place in its group (services then get no VmGroup).
     auto group = shm::VmGroupMember::join(**region, mem_.fd(), mem_.size());
-    if (!group) return fail(group.error());
+    if (!group) std::fprintf(stderr, "gears-vmm: %s\n", group.error().what().c_str());
     acpi_out.push_back({spec.name, gpa, spec.size});
-    shared_regions_.push_back({std::move(*region), gpa, std::move(*group)});
+    shared_regions_.push_back({std::move(*region), gpa, group ? std::move(*group) : nullptr});
     gpa += spec.size;
   }
   return {};

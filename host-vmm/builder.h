@@ -36,7 +36,8 @@ struct NicInfo {
 struct SharedRegionInfo {
   std::unique_ptr<shm::SharedRegion> region;
   uint64_t gpa = 0;
-  std::unique_ptr<shm::VmGroupMember> group;  // this VM among the region's VMs (destroyed first)
+  std::unique_ptr<shm::VmGroupMember> group;  // this VM among the region's VMs (destroyed first);
+                                              // null when the group was full at start-up
 };
 // One overlay switch (NICs naming the same file share it), by configuration file.
 struct SwitchInfo {

@@ -141,8 +141,11 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
                 ",size=...)");
   };
   mc.resources.vm_groups = [&machine](std::string_view name) -> Expected<VmGroup*> {
-    for (const SharedRegionInfo& r : machine.shared_regions())
-      if (r.region->spec().name == name) return static_cast<VmGroup*>(r.group.get());
+    for (const SharedRegionInfo& r : machine.shared_regions()) {
+      if (r.region->spec().name != name) continue;
+      if (!r.group) return fail("this VM has no place in region " + std::string(name) + "'s VM group (it was full)");
+      return static_cast<VmGroup*>(r.group.get());
+    }
     return fail("this VM has no shared region " + std::string(name) + " (gears-vmm --shm name=" + std::string(name) +
                 ",size=...)");
   };

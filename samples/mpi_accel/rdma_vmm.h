@@ -56,7 +56,14 @@ class VmmSide {
     return {};
   }
 
-  // Frees every registration of this VM (undeploy).
+  VmmSide() = default;
+  VmmSide(const VmmSide&) = delete;
+  VmmSide& operator=(const VmmSide&) = delete;
+  // At undeploy (the plugin's static objects go with it): no peer may read this VM's RAM
+  // through a registration its guest can no longer withdraw.
+  ~VmmSide() { detach(); }
+
+  // Frees every registration of this VM.
   void detach() {
     std::lock_guard lock(mu_);
     if (group_) clear_own_slice();

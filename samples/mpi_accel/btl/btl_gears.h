@@ -59,6 +59,9 @@ struct mca_btl_base_endpoint_t {
   struct gears_ring_tx *tx;    /* ring (my slot -> peer_slot); protected by lock */
   opal_list_t pending;         /* frags waiting for ring space, in send order (FIFO) */
   bool waiting;                /* on mca_btl_gears_component.pending_endpoints */
+  bool reported_dead;          /* the error callback was made for it */
+  uint64_t hb_seen;            /* the peer slot's heartbeat when last seen moving ... */
+  uint64_t hb_seen_ms;         /* ... and when (monotonic ms) */
   opal_mutex_t lock;
 };
 typedef struct mca_btl_base_endpoint_t mca_btl_base_endpoint_t;
@@ -86,6 +89,7 @@ typedef struct mca_btl_gears_component_t {
   unsigned int slots;           /* slot count when this process initialises the region; 0 auto */
   unsigned int reclaim_timeout; /* seconds a dead slot's heartbeat must stand still */
   unsigned int heartbeat_ms;
+  unsigned int peer_timeout;    /* seconds a live peer's heartbeat may stand still; 0: never */
   int verbose;
   int free_list_num, free_list_max, free_list_inc;
   int rdma;                     /* use the one-copy path where the device is there */
@@ -112,6 +116,10 @@ typedef struct mca_btl_gears_component_t {
   opal_mutex_t lock;             /* pending_endpoints, done */
   volatile int32_t progressing;
   uint64_t pending_events; /* sends that found their ring full */
+  mca_btl_base_module_error_cb_fn_t error_cb; /* ob1's, for a peer that is gone */
+  uint64_t next_liveness_ms;
+  uint64_t peers_lost;
+  uint32_t liveness_polls; /* the liveness check runs every 1024 progress calls */
   /* the one-copy path (btl_gears_rdma.c); rdma_fd -1: off */
   int rdma_fd;
   uint32_t rdma_member;
@@ -131,6 +139,11 @@ void mca_btl_gears_poll_remove(uint32_t peer_slot);
 /* Write frags queued on ep while their ring was full; returns how many left the queue.
  * Caller holds nothing; takes ep->lock. */
 int mca_btl_gears_flush_pending(mca_btl_gears_endpoint_t *ep);
+/* Peers whose VM or process vanished while still holding their slot (heartbeat stopped, token
+ * unchanged) are reported to ob1 (its error callback: the job ends with an error instead of
+ * waiting forever for their messages). A peer that left cleanly cleared its token: not an error.
+ * Called from progress every 1024 calls; one clock read, the scan about once a second. */
+void mca_btl_gears_check_peers(void);
 /* Fire completion callbacks of frags that are in the ring. */
 int mca_btl_gears_complete_done(void);
 /* The one-copy path: open the device (0, or -1 with the reason logged at verbose 1), close it. */

@@ -85,6 +85,12 @@ static int gears_component_register(void) {
                 &c->reclaim_timeout);
   c->heartbeat_ms = 100;
   register_uint("heartbeat_ms", "Milliseconds between two heartbeats of this process's slot", &c->heartbeat_ms);
+  c->peer_timeout = 20;
+  register_uint("peer_timeout",
+                "Seconds a peer's heartbeat may stand still while it still holds its slot before it is reported "
+                "to ob1 as gone (its VM was shut down or its process killed): the job then ends with an error "
+                "instead of waiting for it forever; 0: never",
+                &c->peer_timeout);
   c->verbose = 0;
   register_int("verbose",
                "Verbosity: 1 prints why the component disqualified itself and, at finalize, one line of counters "
@@ -139,6 +145,10 @@ static int gears_component_open(void) {
   c->progress_registered = false;
   c->progressing = 0;
   c->pending_events = 0;
+  c->error_cb = NULL;
+  c->next_liveness_ms = 0;
+  c->peers_lost = 0;
+  c->liveness_polls = 0;
   c->rdma_fd = -1;
   c->rdma_registered = c->rdma_gets = c->rdma_bytes = c->rdma_failed = 0;
   memset(&c->region, 0, sizeof c->region);
@@ -389,6 +399,7 @@ int mca_btl_gears_progress(void) {
     }
   }
   if (!opal_list_is_empty(&c->done)) events += mca_btl_gears_complete_done();
+  if ((++c->liveness_polls & 1023u) == 0) mca_btl_gears_check_peers();
   if (opal_using_threads())
     __atomic_store_n(&c->progressing, 0, __ATOMIC_RELEASE);
   else

@@ -19,6 +19,9 @@ static void endpoint_construct(mca_btl_gears_endpoint_t *ep) {
   ep->proc = NULL;
   ep->peer_slot = UINT32_MAX;
   ep->peer_token = 0;
+  ep->reported_dead = false;
+  ep->hb_seen = 0;
+  ep->hb_seen_ms = 0;
   ep->tx = NULL;
   ep->waiting = false;
   OBJ_CONSTRUCT(&ep->pending, opal_list_t);
@@ -99,6 +102,8 @@ static int gears_add_procs(struct mca_btl_base_module_t *btl, size_t nprocs, str
       ep->proc = proc;
       ep->peer_slot = peer.slot;
       ep->peer_token = peer.token;
+      ep->hb_seen = __atomic_load_n(&r->slots[peer.slot].heartbeat, __ATOMIC_ACQUIRE);
+      ep->hb_seen_ms = gears_region_now_ms();
       ep->tx = &c->tx[peer.slot];
       c->endpoints[peer.slot] = ep;
       mca_btl_gears_poll_add(peer.slot);
@@ -370,6 +375,44 @@ int mca_btl_gears_complete_done(void) {
   return completed;
 }
 
+/* ---------------------------------------------------------------- peers that vanish */
+
+static int gears_register_error(struct mca_btl_base_module_t *btl, mca_btl_base_module_error_cb_fn_t cbfunc) {
+  (void)btl;
+  mca_btl_gears_component.error_cb = cbfunc;
+  return OPAL_SUCCESS;
+}
+
+void mca_btl_gears_check_peers(void) {
+  mca_btl_gears_component_t *c = &mca_btl_gears_component;
+  const struct gears_region *r = &c->region;
+  const uint64_t now = gears_region_now_ms();
+  if (0 == c->peer_timeout || now < c->next_liveness_ms) return;
+  c->next_liveness_ms = now + 1000;
+  for (uint32_t p = 0; p < r->layout.slot_count; p++) {
+    mca_btl_gears_endpoint_t *ep = c->endpoints[p];
+    uint64_t token, hb;
+    if (NULL == ep || ep->reported_dead) continue;
+    token = __atomic_load_n(&r->slots[p].token, __ATOMIC_ACQUIRE);
+    hb = __atomic_load_n(&r->slots[p].heartbeat, __ATOMIC_ACQUIRE);
+    if (token != ep->peer_token) continue; /* it left (finalize clears the token): not an error */
+    if (hb != ep->hb_seen) {
+      ep->hb_seen = hb;
+      ep->hb_seen_ms = now;
+      continue;
+    }
+    if (now - ep->hb_seen_ms < 1000ull * c->peer_timeout) continue;
+    ep->reported_dead = true;
+    c->peers_lost++;
+    opal_output(0, "btl_gears: %s: peer %s (slot %u) stopped its heartbeat %u s ago without leaving: its VM or "
+                   "process is gone",
+                OPAL_NAME_PRINT(OPAL_PROC_MY_NAME), NULL != ep->proc ? OPAL_NAME_PRINT(ep->proc->proc_name) : "?", p,
+                c->peer_timeout);
+    if (NULL != c->error_cb)
+      c->error_cb(&mca_btl_gears, MCA_BTL_ERROR_FLAGS_FATAL, ep->proc, "btl_gears: a peer's VM or process is gone");
+  }
+}
+
 /* ---------------------------------------------------------------- finalize */
 
 void mca_btl_gears_report_and_release(void) {
@@ -405,12 +448,13 @@ void mca_btl_gears_report_and_release(void) {
       fprintf(stderr,
               "btl_gears: %s slot %u: sent %llu msgs %llu bytes, received %llu msgs %llu bytes, "
               "dropped %llu corrupt, queued %llu on a full ring, bad peer tail %llu; one-copy: %s, "
-              "%llu registered, %llu gets %llu bytes, %llu failed%s\n",
+              "%llu registered, %llu gets %llu bytes, %llu failed; %llu peers lost%s\n",
               OPAL_NAME_PRINT(OPAL_PROC_MY_NAME), r->slot, (unsigned long long)sent, (unsigned long long)sent_bytes,
               (unsigned long long)recv, (unsigned long long)recv_bytes, (unsigned long long)dropped,
               (unsigned long long)c->pending_events, (unsigned long long)bad_tail, c->rdma_fd >= 0 ? "on" : "off",
               (unsigned long long)c->rdma_registered, (unsigned long long)c->rdma_gets,
-              (unsigned long long)c->rdma_bytes, (unsigned long long)c->rdma_failed, r->reclaimed ? " (slot taken over from a dead owner)" : "");
+              (unsigned long long)c->rdma_bytes, (unsigned long long)c->rdma_failed,
+              (unsigned long long)c->peers_lost, r->reclaimed ? " (slot taken over from a dead owner)" : "");
       fflush(stderr);
     }
     c->attached = false;
@@ -442,4 +486,5 @@ mca_btl_base_module_t mca_btl_gears = {
     .btl_register_mem = mca_btl_gears_register_mem,
     .btl_deregister_mem = mca_btl_gears_deregister_mem,
     .btl_dump = mca_btl_base_dump,
+    .btl_register_error = gears_register_error,
 };

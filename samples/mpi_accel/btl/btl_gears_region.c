@@ -25,7 +25,7 @@ static void set_err(struct gears_region *r, const char *fmt, ...) {
   va_end(ap);
 }
 
-static uint64_t now_ms(void) {
+uint64_t gears_region_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
@@ -204,8 +204,8 @@ int gears_region_attach(struct gears_region *r, const char *path, uint64_t size_
       if (!take) { /* someone is initialising: wait; presume it dead after init_wait_ms */
         if (state != seen) {
           seen = state;
-          seen_since = now_ms();
-        } else if (now_ms() - seen_since >= init_wait_ms) {
+          seen_since = gears_region_now_ms();
+        } else if (gears_region_now_ms() - seen_since >= init_wait_ms) {
           take = 1;
         }
       }
@@ -274,12 +274,12 @@ int gears_region_claim(struct gears_region *r, uint32_t reclaim_ms, uint32_t hb_
     /* Full. A slot whose heartbeat does not move for reclaim_ms belongs to a dead process (its
      * VM or job was killed before it could release it): take it over. Live owners advance
      * their heartbeat every hb_period_ms from a thread of their own, whatever MPI does. */
-    uint64_t start = now_ms();
+    uint64_t start = gears_region_now_ms();
     for (uint32_t i = 0; i < n; i++) {
       snap_token[i] = __atomic_load_n(&r->slots[i].token, __ATOMIC_ACQUIRE);
       snap_hb[i] = __atomic_load_n(&r->slots[i].heartbeat, __ATOMIC_ACQUIRE);
     }
-    while (s < 0 && now_ms() - start < reclaim_ms) {
+    while (s < 0 && gears_region_now_ms() - start < reclaim_ms) {
       sleep_ms(50);
       s = try_free_slot(r, token);
     }

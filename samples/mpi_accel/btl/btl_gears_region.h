@@ -67,4 +67,7 @@ static inline unsigned char *gears_region_ring_data(const struct gears_region *r
 /* 16 random bytes -> "0123abcd..." (33 bytes with the NUL). */
 void gears_region_id_hex(const uint8_t id[16], char out[33]);
 
+/* Monotonic milliseconds (the heartbeat and liveness clock). */
+uint64_t gears_region_now_ms(void);
+
 #endif /* BTL_GEARS_REGION_H */
