@@ -29,7 +29,9 @@ GEARS_SERVICE("mpi-accel", "0.1");
 // loads it, none is preloaded. Undeploy removes the file (running processes keep their copy).
 GEARS_USER_HALF_INSTALL("/usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3/mca_btl_gears.so");
 
-// The one-copy path's device (kernel/rdma_dev.c, C with Linux's headers).
+// The one-copy path's device (kernel/rdma_dev.c, C with Linux's headers). Declared here, not in
+// a shared header: gearsc accepts a kernel half's calls only to functions the service's own
+// source declares (the same declarations head rdma_dev.c).
 extern "C" {
 int mpi_rdma_start(long (*reg)(unsigned long long, unsigned long long, unsigned long long, unsigned long long),
                    long (*dereg)(unsigned long long, unsigned long long),

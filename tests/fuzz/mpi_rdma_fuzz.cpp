@@ -12,25 +12,12 @@
 #include <span>
 #include <vector>
 
+#include "fuzz_input.h"
 #include "rdma_vmm.h"
 
 namespace {
 
 constexpr uint64_t kRam = 64 << 10;  // each guest's RAM: [0, 64 KiB)
-
-// Reads the input front to back; zeros once it is used up.
-struct Input {
-  const uint8_t* p;
-  size_t n;
-  template <class T>
-  T take() {
-    T v{};
-    const size_t k = n < sizeof v ? n : sizeof v;
-    std::memcpy(&v, p, k);
-    p += k, n -= k;
-    return v;
-  }
-};
 
 // The group's memory: the VMM area and both guests' RAM; one view of it per VMM (member 0 is
 // the sender A, member 1 the receiver B). read_member_ram is bounds-checked like gears-vmm's.
@@ -62,7 +49,7 @@ mpi_rdma::GuestRam ram_of(std::vector<uint8_t>& ram) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  Input in{data, size};
+  FuzzInput in{data, size};
   // One allocation for the whole run (attach clears each VM's table slice; RAM cleared here).
   static Memory mem;
   for (auto& r : mem.ram) std::fill(r.begin(), r.end(), 0);

@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "fuzz_input.h"
 #include "ovl_vmm.h"
 
 namespace {
@@ -35,23 +36,10 @@ class Nic final : public gears::vmm::OverlayNic {
   size_t routes = 3;
 };
 
-struct Input {
-  const uint8_t* p;
-  size_t n;
-  template <class T>
-  T take() {
-    T v{};
-    const size_t k = n < sizeof v ? n : sizeof v;
-    std::memcpy(&v, p, k);
-    p += k, n -= k;
-    return v;
-  }
-};
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  Input in{data, size};
+  FuzzInput in{data, size};
   std::vector<uint8_t> area(OVL_AREA_SIZE, 0);
   auto* c = reinterpret_cast<ovl_ctrl*>(area.data());
   c->magic = OVL_MAGIC;
