@@ -25,6 +25,14 @@ constexpr uint32_t kTrackedSyscalls[] = {sys::kClone, sys::kFork,     sys::kVfor
 // execs (failure), and getpid/getppid where someone else selected them.
 constexpr uint32_t kTrackedReturns[] = {sys::kClone,    sys::kFork,   sys::kVfork,  sys::kExecve,
                                         sys::kExecveat, sys::kClone3, sys::kGetpid, sys::kGetppid};
+// The --shm region `name` of this VM, or an error naming the option that would add it.
+Expected<const SharedRegionInfo*> shared_region_named(Machine& machine, std::string_view name) {
+  for (const SharedRegionInfo& r : machine.shared_regions())
+    if (r.region->spec().name == name) return &r;
+  return fail("this VM has no shared region " + std::string(name) + " (gears-vmm --shm name=" + std::string(name) +
+              ",size=...)");
+}
+
 }  // namespace
 
 Expected<std::unique_ptr<Toolset>> Toolset::attach(Machine& machine, const GearsOptions& options,
@@ -135,19 +143,15 @@ Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std
   mc.subscriptions = &subscriptions_;
   mc.guest_release = guest_release;
   mc.resources.shared_regions = [&machine](std::string_view name) -> Expected<std::span<uint8_t>> {
-    for (const SharedRegionInfo& r : machine.shared_regions())
-      if (r.region->spec().name == name) return r.region->span(0, r.region->size());
-    return fail("this VM has no shared region " + std::string(name) + " (gears-vmm --shm name=" + std::string(name) +
-                ",size=...)");
+    auto r = shared_region_named(machine, name);
+    if (!r) return Unexpected<Error>{r.error()};
+    return (*r)->region->span(0, (*r)->region->size());
   };
   mc.resources.vm_groups = [&machine](std::string_view name) -> Expected<VmGroup*> {
-    for (const SharedRegionInfo& r : machine.shared_regions()) {
-      if (r.region->spec().name != name) continue;
-      if (!r.group) return fail("this VM has no place in region " + std::string(name) + "'s VM group (it was full)");
-      return static_cast<VmGroup*>(r.group.get());
-    }
-    return fail("this VM has no shared region " + std::string(name) + " (gears-vmm --shm name=" + std::string(name) +
-                ",size=...)");
+    auto r = shared_region_named(machine, name);
+    if (!r) return Unexpected<Error>{r.error()};
+    if (!(*r)->group) return fail("this VM has no place in region " + std::string(name) + "'s VM group (it was full)");
+    return static_cast<VmGroup*>((*r)->group.get());
   };
   mc.resources.guest_physical = [&machine](uint64_t gpa, uint64_t len) { return machine.memory().span(gpa, len); };
   mc.resources.overlay_nics = [&machine](size_t index) -> Expected<std::unique_ptr<OverlayNic>> {
