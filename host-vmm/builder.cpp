@@ -182,6 +182,8 @@ Expected<void> Machine::add_devices(const config::VmConfig& cfg, std::vector<uin
     virtio::VirtioNetOptions opts;
     // An overlay with a non-standard MTU is offered to the guest unless the NIC names its own.
     opts.mtu = spec.mtu;
+    opts.offloads = spec.offloads;
+    opts.tx_thread = spec.tx_thread;
     if (opts.mtu == 0 && !spec.overlay.empty() && sw_mtu != GEARS_OVERLAY_DEFAULT_MTU) opts.mtu = static_cast<uint16_t>(sw_mtu);
     const std::string name = "net" + std::to_string(i);
     std::shared_ptr<net::Port> port = (*sw)->add_port(name);

@@ -33,11 +33,9 @@ gears::vmm::control::Json net_stats(const gears::vmm::Machine& m) {
   Json nics = Json::array(), switches = Json::array();
   for (const auto& n : m.nics()) {
     const auto s = n.device->stats();
-    nics.push_back({{"name", n.name}, {"mac", gears::vmm::net::to_string(n.mac)}, {"overlay", n.overlay},
-                    {"mtu", n.mtu}, {"tx_frames", s.tx_frames}, {"tx_bytes", s.tx_bytes},
-                    {"tx_malformed", s.tx_malformed}, {"rx_frames", s.rx_frames}, {"rx_bytes", s.rx_bytes},
-                    {"rx_dropped_full", s.rx_dropped_full}, {"rx_dropped_small", s.rx_dropped_small},
-                    {"rx_dropped_inactive", s.rx_dropped_inactive}, {"rx_pending", s.rx_pending}});
+    Json nic{{"name", n.name}, {"mac", gears::vmm::net::to_string(n.mac)}, {"overlay", n.overlay}, {"mtu", n.mtu}};
+    for (const auto& [name, value] : s.named()) nic[std::string(name)] = value;
+    nics.push_back(std::move(nic));
   }
   for (const auto& sw : m.switches()) {
     Json counters = Json::object(), peers = Json::array();

@@ -77,15 +77,17 @@ Expected<void> apply_json_checked(const json& doc, VmConfig& cfg) {
         GEARS_TRY(one(v));
       }
     } else if (key == "net") {
-      // "mac=..,overlay=..,mtu=N" (as --net) or {"mac": .., "overlay": .., "mtu": N}; one or a list.
+      // "mac=..,overlay=..,mtu=N" (as --net) or {"mac": .., "overlay": .., "mtu": N, ...}; one or a list.
       auto one = [&](const json& d) -> Expected<void> {
         std::string spec;
         if (d.is_string()) {
           spec = d.get<std::string>();
         } else if (d.is_object()) {
           for (auto f = d.begin(); f != d.end(); ++f) {
-            if (f.key() != "mac" && f.key() != "overlay" && f.key() != "mtu")
-              return fail("config: \"net\": unknown key \"" + f.key() + "\" (mac, overlay, mtu)");
+            if (f.key() != "mac" && f.key() != "overlay" && f.key() != "mtu" && f.key() != "offload" && f.key() != "tx")
+              return fail("config: \"net\": unknown key \"" + f.key() + "\" (mac, overlay, mtu, offload, tx)");
+            if (!f.value().is_string() && !f.value().is_number_unsigned())
+              return fail("config: \"net\": \"" + f.key() + "\" must be a string or a number");
             if (!spec.empty()) spec += ',';
             spec += f.key() + "=" + (f.value().is_number_unsigned() ? std::to_string(f.value().get<uint64_t>())
                                                                     : f.value().get<std::string>());
@@ -310,18 +312,20 @@ Boots a Linux bzImage on KVM (hardware KVM: kvm_intel or kvm_amd).
   --config FILE.json      Firecracker-like JSON: {"boot-source": {"kernel_image_path",
                           "initrd_path", "boot_args"}, "machine-config": {"vcpu_count",
                           "mem_size_mib"}, "console": "stdio", "virtio-console": "file:P",
-                          "virtio-blk": ["disk.img"], "net": [{"mac", "overlay", "mtu"}],
+                          "virtio-blk": ["disk.img"], "net": [{"mac", "overlay", "mtu", ...}],
                           "shm": ["name=..,size=.."]};
                           command-line flags override it (--net adds NICs)
   --console SPEC          serial console (COM1): stdio (default), none, file:PATH, socket:PATH
                           (stdio on a tty is raw; Ctrl-A x quits)
   --virtio-console SPEC   a virtio-console (hvc0): file:PATH, socket:PATH, stdio
   --virtio-blk PATH       a virtio-blk disk backed by PATH (repeatable)
-  --net mac=MAC[,overlay=FILE][,mtu=N]
+  --net mac=MAC[,overlay=FILE][,mtu=N][,offload=on|off][,tx=thread|vcpu]
                           a virtio-net NIC (repeatable; eth0, eth1, ...) on the overlay switch
                           configured by FILE (JSON, doc/net.md: listen, peers, routes, ...);
                           NICs naming the same FILE share one switch, NICs without one share
-                          a local-only switch; mtu (68..9000) is offered to the guest
+                          a local-only switch; mtu (68..9000) is offered to the guest;
+                          offload=off (no checksum/TSO offload) and tx=vcpu (transmit on the
+                          kicking vCPU) are for side-by-side measurements
   --shm name=NAME,size=SIZE[,path=FILE]
                           memory shared with every VM on this host naming the same FILE
                           (default /dev/shm/gears-shm-NAME; SIZE a multiple of 2M): a

@@ -195,8 +195,14 @@ Expected<NicSpec> parse_nic_spec(std::string_view text) {
       const unsigned long v = std::stoul(value);
       if (v < 68 || v > GEARS_OVERLAY_MAX_MTU) return fail("--net: mtu " + value + " is outside 68..9000");
       n.mtu = static_cast<uint16_t>(v);
+    } else if (key == "offload") {
+      if (value != "on" && value != "off") return fail("--net: offload '" + value + "' is not on or off");
+      n.offloads = value == "on";
+    } else if (key == "tx") {
+      if (value != "thread" && value != "vcpu") return fail("--net: tx '" + value + "' is not thread or vcpu");
+      n.tx_thread = value == "thread";
     } else {
-      return fail("--net: unknown key '" + key + "' (mac, overlay, mtu)");
+      return fail("--net: unknown key '" + key + "' (mac, overlay, mtu, offload, tx)");
     }
   }
   if (!have_mac) return fail("--net: mac=xx:xx:xx:xx:xx:xx is required");

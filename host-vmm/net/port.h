@@ -5,7 +5,10 @@
 //   device --send(frame)--> switch          (guest transmit)
 //   switch --receiver(frame)--> device      (guest receive)
 //
-// Frames are whole Ethernet frames (destination MAC first), without virtio headers or FCS.
+// Frames are whole Ethernet frames (destination MAC first), without virtio headers or FCS,
+// each with its offload state (net/offload.h: a partial checksum, a TCP segment larger than the
+// MTU). A receiver resolves what it cannot take itself (net/gso.h `resolve`); the switch does
+// it for peer hosts.
 // Threading: send() may be called from any thread (vCPUs); the receiver is called from switch
 // threads (another VM's vCPU, the backend's receive thread) and must not block for long.
 // A receiver must not call send() on the same port from inside the callback.
@@ -16,11 +19,13 @@
 #include <span>
 #include <string_view>
 
+#include "net/offload.h"
+
 namespace gears::vmm::net {
 
-using FrameReceiver = std::function<void(std::span<const uint8_t> frame)>;
-// Offered each frame for the device before its receiver; true: taken (the receiver does not
-// see it). A guest-side accelerator's receive ring (doc/overlay-accel.md).
+using FrameReceiver = std::function<void(std::span<const uint8_t> frame, const Offload& off)>;
+// Offered each plain frame (no offload state) for the device before its receiver; true: taken
+// (the receiver does not see it). A guest-side accelerator's receive ring (doc/overlay-accel.md).
 using FrameTap = std::function<bool(std::span<const uint8_t> frame)>;
 
 // What the switch did with a frame from a port.
@@ -35,8 +40,10 @@ class Port {
   virtual ~Port() = default;
   virtual std::string_view name() const = 0;
   // A frame from the attached device into the network. The switch validates it (length,
-  // source address) and counts what it drops; the caller keeps ownership of the bytes.
-  virtual void send(std::span<const uint8_t> frame) = 0;
+  // source address, offload fields against the frame) and counts what it drops; the caller
+  // keeps ownership of the bytes.
+  virtual void send(std::span<const uint8_t> frame, const Offload& off) = 0;
+  void send(std::span<const uint8_t> frame) { send(frame, Offload{}); }
   // Where frames for the attached device go; an empty function detaches. Once set_receiver()
   // returns, the previous receiver is not running and will not be called again, so a device
   // can detach in its destructor and then die safely.

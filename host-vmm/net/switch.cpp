@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "net/gso.h"
+
 namespace gears::vmm::net {
 
 namespace {
@@ -36,6 +38,9 @@ constexpr std::array<std::string_view, static_cast<size_t>(Counter::kCount)> kCo
     "port_encap_packets",
     "drop_port_bad_encap",
     "port_tap_frames",
+    "gso_segmented",
+    "csum_completed",
+    "drop_bad_offload",
 };
 
 Counter decap_counter(DecapError e) {
@@ -69,7 +74,7 @@ class Switch::LocalPort final : public Port {
   ~LocalPort() override { sw_->remove_port(id_); }
 
   std::string_view name() const override { return name_; }
-  void send(std::span<const uint8_t> frame) override { sw_->from_port(id_, frame); }
+  void send(std::span<const uint8_t> frame, const Offload& off) override { sw_->from_port(id_, frame, off); }
   Forwarded send_encapsulated(std::span<const uint8_t> packet) override {
     return sw_->from_port_encapsulated(id_, packet);
   }
@@ -81,13 +86,14 @@ class Switch::LocalPort final : public Port {
     std::lock_guard lk(rx_mu_);
     tap_ = std::move(tap);
   }
-  void deliver(std::span<const uint8_t> frame) {
+  void deliver(std::span<const uint8_t> frame, const Offload& off) {
     std::lock_guard lk(rx_mu_);
-    if (tap_ && tap_(frame)) {
+    // A tap (a guest-side ring) takes plain frames only; the device resolves offload state.
+    if (tap_ && off.plain() && tap_(frame)) {
       sw_->bump(Counter::kPortTapFrames);
       return;
     }
-    if (receiver_) receiver_(frame);
+    if (receiver_) receiver_(frame, off);
   }
 
  private:
@@ -295,12 +301,19 @@ Forwarded Switch::from_port_encapsulated(uint64_t port_id, std::span<const uint8
     return Forwarded::kDropped;
   }
   bump(Counter::kPortEncapPackets);
-  return from_port(port_id, d.frame, packet);
+  return from_port(port_id, d.frame, Offload{}, packet);
 }
 
-Forwarded Switch::from_port(uint64_t port_id, std::span<const uint8_t> frame, std::span<const uint8_t> encapsulated) {
-  if (frame.size() < GEARS_OVERLAY_MIN_FRAME || frame.size() > max_frame_) {
+Forwarded Switch::from_port(uint64_t port_id, std::span<const uint8_t> frame, const Offload& off,
+                            std::span<const uint8_t> encapsulated) {
+  // A GSO frame may be up to 64 KiB; each of its segments must fit max_frame_ (checked below).
+  const size_t limit = off.is_gso() ? kMaxGsoFrame : max_frame_;
+  if (frame.size() < GEARS_OVERLAY_MIN_FRAME || frame.size() > limit) {
     bump(Counter::kDropBadFrame);
+    return Forwarded::kDropped;
+  }
+  if (!off.plain() && check_offload(frame, off, max_frame_) != OffloadError::kNone) {
+    bump(Counter::kDropBadOffload);
     return Forwarded::kDropped;
   }
   const MacAddress dst = MacAddress::from(frame.subspan(0, 6));
@@ -331,7 +344,7 @@ Forwarded Switch::from_port(uint64_t port_id, std::span<const uint8_t> frame, st
       t.peers.push_back(e->peer);
     }
   }
-  deliver(t, frame, encapsulated);
+  deliver(t, frame, off, encapsulated);
   return t.ports.empty() && t.peers.size() == 1 && backend_ ? Forwarded::kPeer : Forwarded::kOther;
 }
 
@@ -370,12 +383,13 @@ void Switch::from_peer(const Endpoint& from, std::span<const uint8_t> packet) {
         if (auto sp = p->second.second.lock()) t.ports.push_back(std::move(sp));
     }
   }
-  deliver(t, d.frame);
+  deliver(t, d.frame, Offload{});
 }
 
-void Switch::deliver(const Targets& t, std::span<const uint8_t> frame, std::span<const uint8_t> encapsulated) {
+void Switch::deliver(const Targets& t, std::span<const uint8_t> frame, const Offload& off,
+                     std::span<const uint8_t> encapsulated) {
   for (const auto& p : t.ports) {
-    p->deliver(frame);
+    p->deliver(frame, off);
     bump(Counter::kPortTxFrames);
   }
   if (t.peers.empty()) return;
@@ -383,6 +397,20 @@ void Switch::deliver(const Targets& t, std::span<const uint8_t> frame, std::span
     bump(Counter::kDropNoBackend, t.peers.size());
     return;
   }
+  if (off.plain()) {
+    send_to_peers(t.peers, frame, encapsulated);
+  } else {
+    // The wire carries plain frames of at most max_frame_ bytes: complete or segment first.
+    const Resolution r = resolve(frame, off, Accepts{}, max_frame_,
+                                 [&](std::span<const uint8_t> f, const Offload&) { send_to_peers(t.peers, f, {}); });
+    if (r == Resolution::kSegmented) bump(Counter::kGsoSegmented);
+    if (r == Resolution::kCsumCompleted) bump(Counter::kCsumCompleted);
+  }
+  backend_->flush();
+}
+
+void Switch::send_to_peers(const std::vector<Endpoint>& peers, std::span<const uint8_t> frame,
+                           std::span<const uint8_t> encapsulated) {
   // One encapsulation buffer per thread: vCPUs and the backend thread send concurrently.
   thread_local std::vector<uint8_t> buf;
   std::span<const uint8_t> packet = encapsulated;
@@ -390,7 +418,7 @@ void Switch::deliver(const Targets& t, std::span<const uint8_t> frame, std::span
     buf.resize(kHeaderSize + frame.size());
     packet = std::span(buf.data(), encapsulate(opts_.network, frame, buf));
   }
-  for (const auto& peer : t.peers) {
+  for (const auto& peer : peers) {
     switch (backend_->send(peer, packet)) {
       case SendStatus::kOk: bump(Counter::kRemoteTxPackets); break;
       case SendStatus::kUnreachable: bump(Counter::kDropSendUnreachable); break;
@@ -398,7 +426,6 @@ void Switch::deliver(const Targets& t, std::span<const uint8_t> frame, std::span
       case SendStatus::kError: bump(Counter::kDropSendError); break;
     }
   }
-  backend_->flush();
 }
 
 void Switch::peer_error(const Endpoint& peer, int) {

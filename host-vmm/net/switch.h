@@ -12,8 +12,13 @@
 // gearsctl) are never aged or overridden; learned entries age out. A peer may not take over
 // a MAC learned at a local port until that entry has aged. The table is bounded.
 //
-// Everything from a port or a peer is validated (frame length, source address, overlay
-// header); drops are counted by reason, never logged per packet and never fatal.
+// Everything from a port or a peer is validated (frame length, source address, offload fields,
+// overlay header); drops are counted by reason, never logged per packet and never fatal.
+//
+// Offloads (net/offload.h): a frame from a port may carry a partial checksum or be a TCP GSO
+// frame of up to 64 KiB. Local ports get it as it is (each device resolves what its guest did
+// not negotiate); for peers it is resolved before encapsulation (net/gso.h): the checksum
+// completed, the GSO frame cut into segments of at most max_frame() bytes, one UDP packet each.
 //
 // Threading: ports send from vCPU threads, the backend delivers from its thread; one mutex
 // guards the table, and no lock of the switch is held while a frame is delivered or sent.
@@ -40,6 +45,7 @@
 #include "net/address.h"
 #include "net/backend.h"
 #include "net/encap.h"
+#include "net/offload.h"
 #include "net/port.h"
 
 namespace gears::vmm::net {
@@ -75,6 +81,9 @@ enum class Counter : size_t {
   kPortEncapPackets,      // packets a port's guest encapsulated itself, valid (then as port_rx)
   kDropPortBadEncap,      // ... and invalid ones (header, network, lengths)
   kPortTapFrames,         // frames for a port taken by its tap (a guest-side receive ring)
+  kGsoSegmented,          // GSO frames cut into segments for peers (software GSO)
+  kCsumCompleted,         // partial checksums completed for peers
+  kDropBadOffload,        // from a port: offload fields disagree with the frame (net/gso.h)
   kCount,
 };
 std::string_view counter_name(Counter c);
@@ -153,8 +162,10 @@ class Switch : public std::enable_shared_from_this<Switch> {
   Switch(Options opts, std::shared_ptr<Backend> backend);
   Expected<void> start();
 
-  // `encapsulated`: the same frame behind an overlay header, sent as is to a peer.
-  Forwarded from_port(uint64_t port_id, std::span<const uint8_t> frame, std::span<const uint8_t> encapsulated = {});
+  // `encapsulated`: the same frame behind an overlay header, sent as is to a peer (plain
+  // frames only: `off` then has no state).
+  Forwarded from_port(uint64_t port_id, std::span<const uint8_t> frame, const Offload& off,
+                      std::span<const uint8_t> encapsulated = {});
   Forwarded from_port_encapsulated(uint64_t port_id, std::span<const uint8_t> packet);
   void from_peer(const Endpoint& from, std::span<const uint8_t> packet);
   void peer_error(const Endpoint& peer, int err);
@@ -168,7 +179,10 @@ class Switch : public std::enable_shared_from_this<Switch> {
   void rebuild_flood_locked();
   Time now() const;
 
-  void deliver(const Targets& t, std::span<const uint8_t> frame, std::span<const uint8_t> encapsulated = {});
+  void deliver(const Targets& t, std::span<const uint8_t> frame, const Offload& off,
+               std::span<const uint8_t> encapsulated = {});
+  void send_to_peers(const std::vector<Endpoint>& peers, std::span<const uint8_t> frame,
+                     std::span<const uint8_t> encapsulated);
   void changed() { generation_.fetch_add(1, std::memory_order_acq_rel); }
   void bump(Counter c, uint64_t n = 1) { counters_[static_cast<size_t>(c)].fetch_add(n, std::memory_order_relaxed); }
 

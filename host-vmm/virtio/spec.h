@@ -29,6 +29,7 @@ inline constexpr uint16_t kDescFIndirect = 4;
 
 // Ring flags.
 inline constexpr uint16_t kAvailFNoInterrupt = 1;  // VIRTQ_AVAIL_F_NO_INTERRUPT
+inline constexpr uint16_t kUsedFNoNotify = 1;      // VIRTQ_USED_F_NO_NOTIFY
 
 // The largest queue the split layout allows (spec 2.7: Queue Size <= 32768).
 inline constexpr uint16_t kMaxQueueSize = 32768;

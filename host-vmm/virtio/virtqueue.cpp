@@ -177,6 +177,26 @@ Virtqueue::Walk Virtqueue::walk(uint16_t head, Chain& out) {
   }
 }
 
+void Virtqueue::disable_notifications() {
+  if (!notify_) return;
+  notify_ = false;
+  // With EVENT_IDX nothing is written: avail_event stays at an entry the driver has passed, so
+  // vring_need_event() is false for its next additions.
+  if (!opts_.event_idx) atomic_store16(used_, kUsedFNoNotify);
+}
+
+bool Virtqueue::enable_notifications() {
+  notify_ = true;
+  if (opts_.event_idx) {
+    store_avail_event(last_avail_);
+  } else {
+    atomic_store16(used_, 0);
+  }
+  // The re-arm must be visible before we look at avail->idx (the driver does the reverse).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return !broken_ && load_avail_idx() != last_avail_;
+}
+
 void Virtqueue::push(uint16_t head, uint32_t written) {
   const uint32_t elem[2] = {head, written};
   std::memcpy(used_ + 4 + 8 * (used_idx_ % layout_.size), elem, sizeof elem);
@@ -185,8 +205,8 @@ void Virtqueue::push(uint16_t head, uint32_t written) {
   pending_signal_ = true;
 }
 
-void Virtqueue::signal() {
-  if (!pending_signal_ || !events_) return;
+bool Virtqueue::signal() {
+  if (!pending_signal_ || !events_) return false;
   pending_signal_ = false;
   // The used->idx store must be visible before we read the driver's suppression fields, or the
   // driver could re-enable interrupts in between and wait forever (spec 2.7.7.2).
@@ -201,6 +221,7 @@ void Virtqueue::signal() {
   }
   signalled_ = used_idx_;
   if (need) events_->used_buffer(index_);
+  return need;
 }
 
 size_t copy_from_segments(const GuestMemory& mem, const std::vector<Segment>& segs,

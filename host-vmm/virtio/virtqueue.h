@@ -96,9 +96,17 @@ class Virtqueue {
   // Puts `head` into the used ring, `written` = bytes the device wrote into the chain.
   void push(uint16_t head, uint32_t written);
 
+  // Notification suppression for a device that works off the vCPU (spec 2.7.7.2, 2.7.10): while
+  // disabled the driver need not notify for new buffers (EVENT_IDX: avail_event stays behind;
+  // otherwise VIRTQ_USED_F_NO_NOTIFY). enable_notifications() re-arms and returns true when
+  // buffers arrived meanwhile: the caller must pop() again, or it could sleep with work pending.
+  void disable_notifications();
+  bool enable_notifications();
+
   // Raises the used-buffer notification if the driver wants one for what was pushed since the
-  // last signal() (VIRTIO_F_EVENT_IDX's used_event, or VIRTQ_AVAIL_F_NO_INTERRUPT).
-  void signal();
+  // last signal() (VIRTIO_F_EVENT_IDX's used_event, or VIRTQ_AVAIL_F_NO_INTERRUPT). True when
+  // it did (for statistics).
+  bool signal();
 
   GuestMemory& memory() { return *mem_; }
 
@@ -136,6 +144,7 @@ class Virtqueue {
   uint16_t used_idx_ = 0;     // our copy of used->idx
   uint16_t signalled_ = 0;    // used_idx_ at the last signal()
   bool pending_signal_ = false;
+  bool notify_ = true;        // the driver is asked to notify (see disable_notifications)
   bool broken_ = false;
 };
 

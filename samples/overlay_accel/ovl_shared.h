@@ -48,6 +48,7 @@ enum ovl_guest_counter {
   OVL_G_RX_RING,      /* frames received through the RX ring */
   OVL_G_RX_DROPPED,   /* RX slots dropped (bad length, no memory) */
   OVL_G_RX_SLEEPS,    /* times the guest's receive poller went to sleep */
+  OVL_G_TX_GSO,       /* large (TSO) frames the guest segmented itself into the TX ring */
   OVL_G_COUNT,
 };
 

@@ -189,7 +189,7 @@ class VmmSide {
     if (!area_.empty()) {
       static constexpr const char* kGuest[OVL_G_COUNT] = {"guest_tx_ring", "guest_tx_fallback", "guest_tx_full",
                                                           "guest_tx_kicks", "guest_rx_ring", "guest_rx_dropped",
-                                                          "guest_rx_sleeps"};
+                                                          "guest_rx_sleeps", "guest_tx_gso"};
       for (unsigned i = 0; i < OVL_G_COUNT; ++i) out.emplace_back(kGuest[i], load(ctrl()->counters[i]));
       out.emplace_back("routes", load(ctrl()->nroutes));
     }

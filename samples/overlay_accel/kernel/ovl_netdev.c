@@ -22,6 +22,9 @@
 #include <linux/rtnetlink.h>
 #include <linux/skbuff.h>
 #include <linux/spinlock.h>
+#if __has_include(<net/gso.h>)
+#include <net/gso.h> /* skb_gso_segment, since 6.4 */
+#endif
 
 #include "gears/abi/overlay.h"
 #include "ovl_shared.h"
@@ -188,7 +191,10 @@ static bool ovl_ring_full(struct ovl_rings *r, u32 prod)
 	return prod - smp_load_acquire(&r->tx.cons) >= OVL_TX_SLOTS;
 }
 
-static netdev_tx_t ovl_xmit(struct sk_buff *skb, struct net_device *dev)
+/* Puts one frame into the TX ring, encapsulated: OK (sent and freed), DROPPED (the ring stayed
+ * full after a kick: counted and freed), NIC (not taken: the caller hands it to the NIC). */
+enum ovl_put { OVL_PUT_OK, OVL_PUT_DROPPED, OVL_PUT_NIC };
+static enum ovl_put ovl_ring_put(struct sk_buff *skb, struct net_device *dev)
 {
 	struct ovl_ctrl *c = ovl_ctrl();
 	struct ovl_rings *r = ovl_rings();
@@ -197,13 +203,10 @@ static netdev_tx_t ovl_xmit(struct sk_buff *skb, struct net_device *dev)
 	unsigned int len = skb->len;
 	u32 prod;
 
-	if (len < ETH_HLEN || len + GEARS_OVERLAY_HDR_SIZE > OVL_SLOT_DATA || !READ_ONCE(c->attached) ||
-	    !ovl_remote(skb->data))
-		goto nic;
-	/* The NIC offers no checksum offload, so the stack finished the checksums; a partial one
-	 * (a path we do not expect) is completed here rather than sent wrong. */
+	/* With the NIC's checksum offload the stack leaves partial checksums to the device; for
+	 * these frames we are the device, so finish them (peers receive plain frames). */
 	if (skb->ip_summed == CHECKSUM_PARTIAL && skb_checksum_help(skb))
-		goto nic;
+		return OVL_PUT_NIC;
 
 	spin_lock(&ovl_tx_lock);
 	prod = r->tx.prod;
@@ -219,7 +222,7 @@ static netdev_tx_t ovl_xmit(struct sk_buff *skb, struct net_device *dev)
 			ovl_count(OVL_G_TX_FULL);
 			dev->stats.tx_dropped++;
 			dev_kfree_skb_any(skb);
-			return NETDEV_TX_OK;
+			return OVL_PUT_DROPPED;
 		}
 	}
 	s = ovl_tx_slot(prod);
@@ -231,7 +234,7 @@ static netdev_tx_t ovl_xmit(struct sk_buff *skb, struct net_device *dev)
 	h->network = cpu_to_be32(READ_ONCE(c->network));
 	if (skb_copy_bits(skb, 0, s->data + GEARS_OVERLAY_HDR_SIZE, len)) {
 		spin_unlock(&ovl_tx_lock);
-		goto nic;
+		return OVL_PUT_NIC;
 	}
 	WRITE_ONCE(s->len, len + GEARS_OVERLAY_HDR_SIZE);
 	smp_store_release(&r->tx.prod, prod + 1);
@@ -245,8 +248,58 @@ static netdev_tx_t ovl_xmit(struct sk_buff *skb, struct net_device *dev)
 		ovl_kick_vmm();
 	}
 	dev_consume_skb_any(skb);
-	ovl_rx_wake(false);
-	return NETDEV_TX_OK;
+	return OVL_PUT_OK;
+}
+
+static bool ovl_fits(unsigned int len)
+{
+	return len >= ETH_HLEN && len + GEARS_OVERLAY_HDR_SIZE <= OVL_SLOT_DATA;
+}
+
+/* A TSO frame (the NIC offers segmentation offload) for a peer host: cut here, in the guest,
+ * into MTU-sized frames with their checksums done (no offload feature asked of
+ * skb_gso_segment), each into the ring: the work the VMM would do after an exit. False: not
+ * segmented, the caller hands the frame to the NIC. */
+static bool ovl_xmit_gso(struct sk_buff *skb, struct net_device *dev)
+{
+	struct sk_buff *segs, *seg, *next;
+
+	segs = skb_gso_segment(skb, 0);
+	if (IS_ERR_OR_NULL(segs))
+		return false;
+	ovl_count(OVL_G_TX_GSO);
+	dev_consume_skb_any(skb);
+	skb_list_walk_safe(segs, seg, next) {
+		skb_mark_not_on_list(seg);
+		if (!ovl_fits(seg->len) || ovl_ring_put(seg, dev) == OVL_PUT_NIC) {
+			ovl_count(OVL_G_TX_FALLBACK);
+			ovl_orig_ops->ndo_start_xmit(seg, dev);
+		}
+	}
+	return true;
+}
+
+static netdev_tx_t ovl_xmit(struct sk_buff *skb, struct net_device *dev)
+{
+	if (skb->len < ETH_HLEN || !READ_ONCE(ovl_ctrl()->attached) || !ovl_remote(skb->data))
+		goto nic;
+	if (skb_is_gso(skb)) {
+		if (!ovl_xmit_gso(skb, dev))
+			goto nic;
+		ovl_rx_wake(false);
+		return NETDEV_TX_OK;
+	}
+	if (!ovl_fits(skb->len))
+		goto nic;
+	switch (ovl_ring_put(skb, dev)) {
+	case OVL_PUT_OK:
+		ovl_rx_wake(false);
+		return NETDEV_TX_OK;
+	case OVL_PUT_DROPPED:
+		return NETDEV_TX_OK;
+	case OVL_PUT_NIC:
+		break;
+	}
 
 nic:
 	ovl_count(OVL_G_TX_FALLBACK);

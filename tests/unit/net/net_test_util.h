@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "net/address.h"
 #include "net/backend.h"
 #include "net/encap.h"
+#include "net/offload.h"
 #include "net/port.h"
 
 namespace gears::vmm::net::test {
@@ -51,14 +53,16 @@ bool eventually(F done) {
   return true;
 }
 
-// Records what a device side receives from a Port.
+// Records what a device side receives from a Port (frames and their offload state).
 struct Inbox {
   std::mutex mu;
   std::vector<Bytes> frames;
+  std::vector<Offload> offloads;
   FrameReceiver receiver() {
-    return [this](std::span<const uint8_t> f) {
+    return [this](std::span<const uint8_t> f, const Offload& o) {
       std::lock_guard lk(mu);
       frames.emplace_back(f.begin(), f.end());
+      offloads.push_back(o);
     };
   }
   size_t size() {
@@ -69,15 +73,26 @@ struct Inbox {
     std::lock_guard lk(mu);
     return frames.at(i);
   }
+  Offload offload_at(size_t i) {
+    std::lock_guard lk(mu);
+    return offloads.at(i);
+  }
 };
 
 // A Port that records what a device sends and lets the test deliver frames to the device.
 class FakePort final : public Port {
  public:
+  using Port::send;
   std::string_view name() const override { return "fake"; }
-  void send(std::span<const uint8_t> f) override {
+  void send(std::span<const uint8_t> f, const Offload& o) override {
+    if (before_send) before_send();
     std::lock_guard lk(mu_);
     sent.emplace_back(f.begin(), f.end());
+    sent_offloads.push_back(o);
+  }
+  size_t sent_count() {
+    std::lock_guard lk(mu_);
+    return sent.size();
   }
   void set_receiver(FrameReceiver r) override {
     std::lock_guard lk(mu_);
@@ -88,11 +103,13 @@ class FakePort final : public Port {
     return static_cast<bool>(rx_);
   }
   // Delivers as the switch does: under the port's lock.
-  void inject(const Bytes& f) {
+  void inject(const Bytes& f, const Offload& o = {}) {
     std::lock_guard lk(mu_);
-    if (rx_) rx_(f);
+    if (rx_) rx_(f, o);
   }
   std::vector<Bytes> sent;
+  std::vector<Offload> sent_offloads;
+  std::function<void()> before_send;  // runs on the sending thread (a test's gate); set before use
 
  private:
   std::mutex mu_;

@@ -126,7 +126,7 @@ TEST_F(AccelTest, TapTakesFramesUntilRemoved) {
   Inbox tapped;
   bool take = true;
   view->set_rx_tap([&](std::span<const uint8_t> f) {
-    if (take) tapped.receiver()(f);
+    if (take) tapped.receiver()(f, Offload{});
     return take;
   });
   other->send(frame(mac(1), mac(2)));

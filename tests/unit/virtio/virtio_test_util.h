@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -54,6 +55,12 @@ class FakeIrq : public IrqLine {
   bool level_ = false;
 };
 
+// vring_need_event() (spec 2.7.10 / Linux's virtio_ring.h): an event index `event` asks for a
+// notification when an index moves from `old` to `new_idx` past it.
+inline bool need_event(uint16_t event, uint16_t new_idx, uint16_t old) {
+  return static_cast<uint16_t>(new_idx - event - 1) < static_cast<uint16_t>(new_idx - old);
+}
+
 // The driver's view of one split ring in guest memory.
 struct DriverRing {
   GuestMemory* mem = nullptr;
@@ -97,6 +104,13 @@ struct DriverRing {
     __atomic_store_n(idx16(avail + 4 + 2ULL * (avail_idx % size)), head, __ATOMIC_RELAXED);
     ++avail_idx;
     __atomic_store_n(idx16(avail + 2), avail_idx, __ATOMIC_SEQ_CST);
+  }
+  // Makes `heads` available and says whether the driver must notify (EVENT_IDX: avail_event
+  // crossed, as Linux's virtqueue_kick_prepare after a batch).
+  bool make_avail_batch(std::initializer_list<uint16_t> heads) {
+    const uint16_t old = avail_idx;
+    for (uint16_t h : heads) make_avail(h);
+    return need_event(avail_event(), avail_idx, old);
   }
   void set_avail_flags(uint16_t f) { __atomic_store_n(idx16(avail), f, __ATOMIC_SEQ_CST); }
   void set_used_event(uint16_t v) { __atomic_store_n(idx16(avail + 4 + 2ULL * size), v, __ATOMIC_SEQ_CST); }
