@@ -161,9 +161,18 @@ Expected<void> Machine::add_devices(const config::VmConfig& cfg, std::vector<uin
   if (cfg.virtio_console) return fail("this gears-vmm was built without virtio devices (--virtio-console)");
 #endif
 #if defined(GEARS_VMM_HAVE_VIRTIO_BLK)
-  for (const auto& path : cfg.virtio_blk) {
-    auto blk = virtio::make_virtio_blk(path, /*read_only=*/false);
+  for (const auto& text : cfg.virtio_blk) {
+    auto spec = virtio::parse_blk_spec(text);
+    if (!spec) return fail(spec.error());
+    // The issuer of a scheduled request: the address space the kicking vCPU ran in.
+    spec->options.issuer = [] {
+      Vcpu* v = Vcpu::current();
+      auto as = v ? v->address_space() : Expected<uint64_t>(0);
+      return as ? *as : 0;
+    };
+    auto blk = virtio::make_virtio_blk(spec->path, spec->options);
     if (!blk) return fail(blk.error());
+    disks_.push_back({spec->path, blk->get()});
     auto [base, gsi] = next_window();
     auto dev = std::make_shared<virtio::VirtioMmioTransport>(mem_, vm_->irq_line(gsi), std::move(*blk));
     GEARS_TRY(vm_->mmio().add(base, x86::kVirtioMmioSize, dev));

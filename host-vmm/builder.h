@@ -18,6 +18,7 @@
 #include "net/switch.h"
 #include "shm/shared_region.h"
 #include "shm/vm_group.h"
+#include "virtio/blk.h"
 #include "virtio/net.h"
 
 namespace gears::vmm {
@@ -31,6 +32,11 @@ struct NicInfo {
   virtio::VirtioNetDevice* device = nullptr;  // owned by its transport on the VM's MMIO bus
   std::shared_ptr<net::Switch> sw;            // the switch the NIC is a port of
   std::shared_ptr<net::Port> port;            // that port (a service's NIC view uses it)
+};
+// One --virtio-blk disk as built, for the control socket's "disks" stats.
+struct DiskInfo {
+  std::string path;
+  virtio::VirtioBlkDevice* device = nullptr;  // owned by its transport on the VM's MMIO bus
 };
 // One --shm region as attached: where the guest sees it.
 struct SharedRegionInfo {
@@ -58,6 +64,7 @@ class Machine {
   GuestMemory& memory() { return mem_; }
   std::vector<std::unique_ptr<Vcpu>>& vcpus() { return vcpus_; }
   const std::vector<NicInfo>& nics() const { return nics_; }
+  const std::vector<DiskInfo>& disks() const { return disks_; }
   const std::vector<SwitchInfo>& switches() const { return switches_; }
   const std::vector<SharedRegionInfo>& shared_regions() const { return shared_regions_; }
 
@@ -76,6 +83,7 @@ class Machine {
   // Switches outlive the devices on their ports (the VM is reset first in ~Machine).
   std::vector<SwitchInfo> switches_;
   std::vector<NicInfo> nics_;
+  std::vector<DiskInfo> disks_;
   // Shared regions outlive the VM whose memory slots point into them.
   std::vector<SharedRegionInfo> shared_regions_;
   std::unique_ptr<Vm> vm_;

@@ -48,6 +48,35 @@ gears::vmm::control::Json net_stats(const gears::vmm::Machine& m) {
   return Json{{"nics", std::move(nics)}, {"switches", std::move(switches)}};
 }
 
+// The control socket's "disks" section: per disk, its scheduler's counters and per issuer
+// (address space) its requests, named after the inferred process where tracking knows it.
+gears::vmm::control::Json disk_stats(const gears::vmm::Machine& m, gears::vmm::hooks::Toolset& tools) {
+  using gears::vmm::control::Json;
+  Json disks = Json::array();
+  for (const auto& d : m.disks()) {
+    const auto s = d.device->stats();
+    Json issuers = Json::array();
+    for (const auto& i : s.issuers) {
+      Json j{{"cr3", i.issuer}, {"reads", i.reads}, {"writes", i.writes}, {"sectors", i.sectors},
+             {"wait_ns", i.wait_ns}, {"service_ns", i.service_ns}};
+      if (tools.tracking()) {
+        auto p = tools.tracker().with([&](auto& t) { return t.by_cr3(i.issuer); });
+        if (p) {
+          j["process"] = p->id;
+          j["pid"] = p->pid;
+          j["exe"] = p->exe;
+        }
+      }
+      issuers.push_back(std::move(j));
+    }
+    disks.push_back(Json{{"path", d.path}, {"scheduler", s.scheduler}, {"model", s.model},
+                         {"requests", s.requests}, {"errors", s.errors}, {"pending", s.pending},
+                         {"anticipated", s.sched.anticipated}, {"anticipation_hits", s.sched.hits},
+                         {"anticipation_expired", s.sched.expired}, {"issuers", std::move(issuers)}});
+  }
+  return Json{{"disks", std::move(disks)}};
+}
+
 // The control socket's "exits" section: VM exits by kind, per vCPU and in total (what a
 // guest-side service saves shows here; doc/vmm.md).
 gears::vmm::control::Json exit_stats(gears::vmm::Machine& m) {
@@ -122,6 +151,13 @@ int main(int argc, char** argv) {
   }
   if (!(*machine)->nics().empty()) {
     auto r = (*tools)->registry().add_stats("net", [m = machine->get()] { return net_stats(*m); });
+    if (!r) {
+      std::fprintf(stderr, "gears-vmm: %s\n", r.error().what().c_str());
+      return 1;
+    }
+  }
+  if (!(*machine)->disks().empty()) {
+    auto r = (*tools)->registry().add_stats("disks", [m = machine->get(), t = tools->get()] { return disk_stats(*m, *t); });
     if (!r) {
       std::fprintf(stderr, "gears-vmm: %s\n", r.error().what().c_str());
       return 1;

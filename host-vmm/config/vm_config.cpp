@@ -318,7 +318,11 @@ Boots a Linux bzImage on KVM (hardware KVM: kvm_intel or kvm_amd).
   --console SPEC          serial console (COM1): stdio (default), none, file:PATH, socket:PATH
                           (stdio on a tty is raw; Ctrl-A x quits)
   --virtio-console SPEC   a virtio-console (hvc0): file:PATH, socket:PATH, stdio
-  --virtio-blk PATH       a virtio-blk disk backed by PATH (repeatable)
+  --virtio-blk PATH | path=PATH[,ro][,sched=fifo|as|as-anon][,model=hdd][,window_ms=N]
+                          a virtio-blk disk backed by PATH (repeatable); sched: requests
+                          served by an I/O thread in that order (anticipatory by inferred
+                          process, or without identity), model=hdd: paced like a 7200 rpm
+                          disk (doc/disk.md); default: served at once on the vCPU
   --net mac=MAC[,overlay=FILE][,mtu=N][,offload=on|off][,tx=thread|vcpu]
                           a virtio-net NIC (repeatable; eth0, eth1, ...) on the overlay switch
                           configured by FILE (JSON, doc/net.md: listen, peers, routes, ...);

@@ -111,9 +111,26 @@ Expected<void> Vcpu::set_guest_debug(const kvm_guest_debug& dbg) {
   return {};
 }
 
+namespace {
+thread_local Vcpu* tls_current = nullptr;
+}  // namespace
+
+Vcpu* Vcpu::current() { return tls_current; }
+
+Expected<uint64_t> Vcpu::address_space() {
+  constexpr uint64_t kRootMask = 0x000f'ffff'ffff'f000ULL;  // bits 51:12; PCID and flags off
+  if (run_->kvm_valid_regs & KVM_SYNC_X86_SREGS) return run_->s.regs.sregs.cr3 & kRootMask;
+  auto s = sregs();
+  if (!s) return fail(s.error());
+  return s->cr3 & kRootMask;
+}
+
 void Vcpu::start() {
   started_.store(true);
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    tls_current = this;
+    loop();
+  });
   tid_.store(thread_.native_handle());
 }
 

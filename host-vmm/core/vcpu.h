@@ -37,6 +37,12 @@ class Vcpu {
   Vcpu(const Vcpu&) = delete;
   Vcpu& operator=(const Vcpu&) = delete;
 
+  // The vCPU whose thread is calling (a device handling this vCPU's exit), else nullptr.
+  static Vcpu* current();
+  // The address-space root (CR3 without PCID and flag bits) the guest ran in at this exit:
+  // from kvm_run's sync regs when they are on, else KVM_GET_SREGS. On this vCPU's thread.
+  Expected<uint64_t> address_space();
+
   int id() const { return id_; }
   int fd() const { return fd_; }
   Vm& vm() { return vm_; }

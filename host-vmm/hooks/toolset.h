@@ -41,6 +41,9 @@ class Toolset {
   // Deploy's way into the guest (borrowed threads; doc/deploy.md).
   deploy::GuestInjector& injector() { return *injector_; }
   const std::string& socket_path() const;
+  // The inferred processes (empty unless process tracking is on): disk statistics name them.
+  proctrack::SharedTracker& tracker() { return tracker_; }
+  bool tracking() const { return track_; }
 
  private:
   Toolset() = default;

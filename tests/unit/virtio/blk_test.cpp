@@ -4,10 +4,13 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "virtio/mmio_transport.h"
@@ -26,7 +29,9 @@ constexpr uint32_t kIn = 0, kOut = 1, kFlush = 4, kGetId = 8;
 constexpr uint8_t kOk = 0, kIoErr = 1, kUnsupp = 2;
 constexpr uint64_t kSectors = 128;
 
-class BlkTest : public ::testing::Test {
+// Every test runs twice: requests served inline on the "vCPU" (the notify), and scheduled
+// (queued by the notify, served by the device's I/O thread in FIFO order).
+class BlkTest : public ::testing::TestWithParam<bool> {
  protected:
   static constexpr uint64_t kHdr = 0x100000, kData = 0x110000, kStatus = 0x120000;
 
@@ -47,7 +52,10 @@ class BlkTest : public ::testing::Test {
   }
 
   void start(bool read_only = false) {
-    auto dev = make_virtio_blk(path, read_only);
+    BlkOptions o;
+    o.read_only = read_only;
+    if (GetParam()) o.scheduler = disk::SchedulerKind::kFifo;
+    auto dev = make_virtio_blk(path, o);
     ASSERT_TRUE(dev) << dev.error().what();
     transport = std::make_unique<T>(mem, irq, std::move(*dev));
     drv = std::make_unique<MmioDriver>(*transport, mem);
@@ -74,11 +82,21 @@ class BlkTest : public ::testing::Test {
     }
     q.make_avail(0);
     drv->notify(0);
-    auto u = q.next_used();
+    auto u = wait_used();
     EXPECT_TRUE(u);
     if (!u) return {0xff, 0};
     drv->take_interrupt();
     return {*mem.read_obj<uint8_t>(kStatus), u->second};
+  }
+
+  // The next used entry; scheduled requests are completed by the I/O thread, a little later.
+  std::optional<std::pair<uint32_t, uint32_t>> wait_used() {
+    auto u = q.next_used();
+    for (int i = 0; !u && i < 5000; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      u = q.next_used();
+    }
+    return u;
   }
 
   std::string path;
@@ -89,13 +107,13 @@ class BlkTest : public ::testing::Test {
   std::unique_ptr<MmioDriver> drv;
 };
 
-TEST_F(BlkTest, MissingFileIsAnError) {
-  auto dev = make_virtio_blk("/nonexistent/disk.img", false);
+TEST_P(BlkTest, MissingFileIsAnError) {
+  auto dev = make_virtio_blk("/nonexistent/disk.img");
   ASSERT_FALSE(dev);
   EXPECT_NE(dev.error().what().find("/nonexistent/disk.img"), std::string::npos);
 }
 
-TEST_F(BlkTest, CapacityAndFeatures) {
+TEST_P(BlkTest, CapacityAndFeatures) {
   start();
   uint64_t cap = 0;
   transport->read(T::kConfig, std::span(reinterpret_cast<uint8_t*>(&cap), 8));
@@ -106,7 +124,7 @@ TEST_F(BlkTest, CapacityAndFeatures) {
   EXPECT_GT(drv->rd(T::kConfig + 12), 0u);  // seg_max
 }
 
-TEST_F(BlkTest, ReadSectors) {
+TEST_P(BlkTest, ReadSectors) {
   start();
   auto [st, len] = request(kIn, 3, 1024);
   EXPECT_EQ(st, kOk);
@@ -117,7 +135,7 @@ TEST_F(BlkTest, ReadSectors) {
     ASSERT_EQ(got[i], static_cast<uint8_t>((3 * 512 + i) / 512 + 3 * 512 + i)) << i;
 }
 
-TEST_F(BlkTest, WriteThenReadBackAndFlush) {
+TEST_P(BlkTest, WriteThenReadBackAndFlush) {
   start();
   std::vector<uint8_t> pattern(512, 0xA5);
   ASSERT_TRUE(mem.write(kData, pattern));
@@ -141,7 +159,7 @@ TEST_F(BlkTest, WriteThenReadBackAndFlush) {
   EXPECT_EQ(back, pattern);
 }
 
-TEST_F(BlkTest, OutOfRangeSectorsFail) {
+TEST_P(BlkTest, OutOfRangeSectorsFail) {
   start();
   EXPECT_EQ(request(kIn, kSectors, 512).first, kIoErr);
   EXPECT_EQ(request(kIn, kSectors - 1, 1024).first, kIoErr);  // straddles the end
@@ -150,12 +168,12 @@ TEST_F(BlkTest, OutOfRangeSectorsFail) {
   EXPECT_EQ(request(kIn, kSectors - 1, 512).first, kOk);       // the last sector is fine
 }
 
-TEST_F(BlkTest, LengthNotAMultipleOfTheSectorFails) {
+TEST_P(BlkTest, LengthNotAMultipleOfTheSectorFails) {
   start();
   EXPECT_EQ(request(kIn, 0, 100).first, kIoErr);
 }
 
-TEST_F(BlkTest, GetIdAndUnsupported) {
+TEST_P(BlkTest, GetIdAndUnsupported) {
   start();
   ASSERT_TRUE(mem.fill(kData, 0xee, 20));
   auto [st, len] = request(kGetId, 0, 20);
@@ -168,14 +186,14 @@ TEST_F(BlkTest, GetIdAndUnsupported) {
   EXPECT_EQ(request(11 /* DISCARD */, 0, 0).first, kUnsupp);
 }
 
-TEST_F(BlkTest, ReadOnlyRefusesWrites) {
+TEST_P(BlkTest, ReadOnlyRefusesWrites) {
   start(true);
   EXPECT_TRUE(drv->device_features() & feature_bit(5));
   EXPECT_EQ(request(kOut, 0, 512).first, kIoErr);
   EXPECT_EQ(request(kIn, 0, 512).first, kOk);
 }
 
-TEST_F(BlkTest, HeaderSplitAcrossDescriptors) {
+TEST_P(BlkTest, HeaderSplitAcrossDescriptors) {
   start();
   uint8_t h[16] = {};
   const uint32_t type = kIn;
@@ -189,14 +207,14 @@ TEST_F(BlkTest, HeaderSplitAcrossDescriptors) {
   q.set_desc(2, kData, 512 + 1, kDescFWrite);  // data and status in one buffer
   q.make_avail(0);
   drv->notify(0);
-  auto u = q.next_used();
+  auto u = wait_used();
   ASSERT_TRUE(u);
   EXPECT_EQ(u->second, 513u);
   EXPECT_EQ(*mem.read_obj<uint8_t>(kData + 512), kOk);
   EXPECT_EQ(*mem.read_obj<uint8_t>(kData), static_cast<uint8_t>(512 / 512 + 512));
 }
 
-TEST_F(BlkTest, NoStatusBufferIsMalformed) {
+TEST_P(BlkTest, NoStatusBufferIsMalformed) {
   start();
   q.set_desc(0, kHdr, 16, 0);
   q.make_avail(0);
@@ -207,7 +225,7 @@ TEST_F(BlkTest, NoStatusBufferIsMalformed) {
   EXPECT_EQ(transport->malformed_chains(), 1u);
 }
 
-TEST_F(BlkTest, DataOutsideRamIsDropped) {
+TEST_P(BlkTest, DataOutsideRamIsDropped) {
   start();
   q.set_desc(0, kHdr, 16, kDescFNext, 1);
   q.set_desc(1, mem.size() - 256, 512, kDescFWrite | kDescFNext, 2);  // runs off RAM
@@ -219,6 +237,9 @@ TEST_F(BlkTest, DataOutsideRamIsDropped) {
   EXPECT_EQ(u->second, 0u);
   EXPECT_EQ(transport->malformed_chains(), 1u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Serve, BlkTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "Scheduled" : "Inline"; });
 
 }  // namespace
 }  // namespace gears::vmm::virtio
