@@ -60,11 +60,12 @@ gears::vmm::control::Json disk_stats(const gears::vmm::Machine& m, gears::vmm::h
       Json j{{"cr3", i.issuer}, {"reads", i.reads}, {"writes", i.writes}, {"sectors", i.sectors},
              {"wait_ns", i.wait_ns}, {"service_ns", i.service_ns}};
       if (tools.tracking()) {
-        auto p = tools.tracker().with([&](auto& t) { return t.by_cr3(i.issuer); });
+        auto p = tools.tracker().with([&](auto& t) { return t.last_by_cr3(i.issuer); });
         if (p) {
           j["process"] = p->id;
           j["pid"] = p->pid;
           j["exe"] = p->exe;
+          j["state"] = gears::vmm::proctrack::to_string(p->state);
         }
       }
       issuers.push_back(std::move(j));
@@ -74,7 +75,7 @@ gears::vmm::control::Json disk_stats(const gears::vmm::Machine& m, gears::vmm::h
                          {"anticipated", s.sched.anticipated}, {"anticipation_hits", s.sched.hits},
                          {"anticipation_expired", s.sched.expired}, {"issuers", std::move(issuers)}});
   }
-  return Json{{"disks", std::move(disks)}};
+  return disks;
 }
 
 // The control socket's "exits" section: VM exits by kind, per vCPU and in total (what a

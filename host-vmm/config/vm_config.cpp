@@ -10,6 +10,8 @@
 #include <sstream>
 #include <string_view>
 
+#include "virtio/blk.h"
+
 namespace gears::vmm::config {
 
 namespace {
@@ -255,7 +257,11 @@ Expected<void> validate(const VmConfig& cfg, int max_vcpus) {
     return fail("--mem " + std::to_string(cfg.mem_bytes >> 20) + "M is too small (at least " + std::to_string(kMinMemory >> 20) + "M)");
   GEARS_TRY(check_file(cfg.kernel, "kernel"));
   if (!cfg.initrd.empty()) GEARS_TRY(check_file(cfg.initrd, "initrd"));
-  for (const auto& b : cfg.virtio_blk) GEARS_TRY(check_file(b, "virtio-blk image"));
+  for (const auto& b : cfg.virtio_blk) {
+    auto spec = virtio::parse_blk_spec(b);  // a bare path or path=..,sched=..: the file either way
+    if (!spec) return fail(spec.error());
+    GEARS_TRY(check_file(spec->path, "virtio-blk image"));
+  }
   for (size_t i = 0; i < cfg.nics.size(); ++i) {
     if (!cfg.nics[i].overlay.empty()) GEARS_TRY(check_file(cfg.nics[i].overlay, "--net overlay configuration"));
     for (size_t j = 0; j < i; ++j)

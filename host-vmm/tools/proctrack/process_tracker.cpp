@@ -330,6 +330,14 @@ std::optional<ProcessInfo> ProcessTracker::by_cr3(uint64_t cr3) const {
   return it->second;
 }
 
+std::optional<ProcessInfo> ProcessTracker::last_by_cr3(uint64_t cr3) const {
+  if (auto p = by_cr3(cr3)) return p;
+  const uint64_t r = root(cr3);
+  for (auto it = history_.rbegin(); it != history_.rend(); ++it)
+    if (it->cr3 == r) return *it;
+  return std::nullopt;
+}
+
 std::optional<ProcessInfo> ProcessTracker::by_pid(int64_t pid) const {
   for (const auto& [cr3, p] : live_)
     if (p.pid == pid) return p;

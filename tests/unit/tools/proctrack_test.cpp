@@ -82,6 +82,11 @@ TEST(ProcTrack, ForkExecExit) {
   EXPECT_EQ(s.t.history()[0].state, ProcessState::kExited);
   EXPECT_EQ(s.t.history()[0].exe, "/bin/ls");
   EXPECT_GT(s.t.history()[0].exited_ns, 0u);
+  // Per-address-space statistics (disks) still find who ran on the root after it ended.
+  ASSERT_TRUE(s.t.last_by_cr3(0x4000));
+  EXPECT_EQ(s.t.last_by_cr3(0x4000)->pid, 101);
+  EXPECT_EQ(s.t.last_by_cr3(kShell)->pid, 100);  // live comes first
+  EXPECT_FALSE(s.t.last_by_cr3(0x9000));
   EXPECT_EQ(s.t.counters().created, 2u);  // shell + child; the exec created no process
   EXPECT_EQ(s.t.counters().execs, 1u);
   EXPECT_EQ(s.t.counters().exited, 1u);
