@@ -164,11 +164,14 @@ Expected<void> Machine::add_devices(const config::VmConfig& cfg, std::vector<uin
   for (const auto& text : cfg.virtio_blk) {
     auto spec = virtio::parse_blk_spec(text);
     if (!spec) return fail(spec.error());
-    // The issuer of a scheduled request: the address space the kicking vCPU ran in.
-    spec->options.issuer = [] {
+    // The issuer of a scheduled request: the address space the kicking vCPU ran in, and the
+    // process behind it where processes are tracked.
+    spec->options.issuer = [resolve = process_resolver_] {
       Vcpu* v = Vcpu::current();
       auto as = v ? v->address_space() : Expected<uint64_t>(0);
-      return as ? *as : 0;
+      const uint64_t root = as ? *as : 0;
+      const uint64_t process = root && *resolve ? (*resolve)(root) : 0;
+      return disk::Issuer{process ? (disk::kIssuerIsProcess | process) : root, root};
     };
     auto blk = virtio::make_virtio_blk(spec->path, spec->options);
     if (!blk) return fail(blk.error());

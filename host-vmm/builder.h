@@ -3,6 +3,7 @@
 // of a guest reads top to bottom in builder.cpp's build().
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -67,6 +68,9 @@ class Machine {
   const std::vector<DiskInfo>& disks() const { return disks_; }
   const std::vector<SwitchInfo>& switches() const { return switches_; }
   const std::vector<SharedRegionInfo>& shared_regions() const { return shared_regions_; }
+  // Names the process behind an address-space root (its tracker id; 0: unknown) for the
+  // disks' issuers. Set before run() by whoever tracks processes; without it, issuers are roots.
+  void set_process_resolver(std::function<uint64_t(uint64_t root)> f) { *process_resolver_ = std::move(f); }
 
  private:
   Machine() = default;
@@ -84,6 +88,8 @@ class Machine {
   std::vector<SwitchInfo> switches_;
   std::vector<NicInfo> nics_;
   std::vector<DiskInfo> disks_;
+  std::shared_ptr<std::function<uint64_t(uint64_t)>> process_resolver_ =
+      std::make_shared<std::function<uint64_t(uint64_t)>>();
   // Shared regions outlive the VM whose memory slots point into them.
   std::vector<SharedRegionInfo> shared_regions_;
   std::unique_ptr<Vm> vm_;

@@ -48,21 +48,24 @@ gears::vmm::control::Json net_stats(const gears::vmm::Machine& m) {
   return Json{{"nics", std::move(nics)}, {"switches", std::move(switches)}};
 }
 
-// The control socket's "disks" section: per disk, its scheduler's counters and per issuer
-// (address space) its requests, named after the inferred process where tracking knows it.
+// The control socket's "disks" section: per disk, its scheduler's counters and per issuer its
+// requests; an issuer is a tracked process (named: id, pid, exe, state) or, untracked, an
+// address-space root.
 gears::vmm::control::Json disk_stats(const gears::vmm::Machine& m, gears::vmm::hooks::Toolset& tools) {
   using gears::vmm::control::Json;
+  namespace disk = gears::vmm::disk;
   Json disks = Json::array();
   for (const auto& d : m.disks()) {
     const auto s = d.device->stats();
     Json issuers = Json::array();
     for (const auto& i : s.issuers) {
-      Json j{{"cr3", i.issuer}, {"reads", i.reads}, {"writes", i.writes}, {"sectors", i.sectors},
+      Json j{{"cr3", i.address_space}, {"reads", i.reads}, {"writes", i.writes}, {"sectors", i.sectors},
              {"wait_ns", i.wait_ns}, {"service_ns", i.service_ns}};
-      if (tools.tracking()) {
-        auto p = tools.tracker().with([&](auto& t) { return t.last_by_cr3(i.issuer); });
-        if (p) {
-          j["process"] = p->id;
+      if (i.issuer == ~uint64_t{0}) j["others"] = true;  // past the per-disk limit of issuers
+      if ((i.issuer & disk::kIssuerIsProcess) && i.issuer != ~uint64_t{0} && tools.tracking()) {
+        const uint64_t id = i.issuer & ~disk::kIssuerIsProcess;
+        j["process"] = id;
+        if (auto p = tools.tracker().with([&](auto& t) { return t.by_id(id); })) {
           j["pid"] = p->pid;
           j["exe"] = p->exe;
           j["state"] = gears::vmm::proctrack::to_string(p->state);
@@ -158,6 +161,12 @@ int main(int argc, char** argv) {
     }
   }
   if (!(*machine)->disks().empty()) {
+    // Disk requests are attributed to (and anticipated for) inferred processes, not roots,
+    // where processes are tracked: a root is reused once its process is gone.
+    if ((*tools)->tracking())
+      (*machine)->set_process_resolver([t = tools->get()](uint64_t root) {
+        return t->tracker().with([&](auto& tr) { return tr.id_of(root); });
+      });
     auto r = (*tools)->registry().add_stats("disks", [m = machine->get(), t = tools->get()] { return disk_stats(*m, *t); });
     if (!r) {
       std::fprintf(stderr, "gears-vmm: %s\n", r.error().what().c_str());

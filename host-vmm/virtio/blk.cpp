@@ -139,7 +139,7 @@ class Blk final : public VirtioBlkDevice {
 
   void queue_notify(uint16_t queue) override {
     // Who kicked: read on this (the vCPU's) thread before anything else.
-    const uint64_t issuer = sched_ && opts_.issuer ? opts_.issuer() : 0;
+    const disk::Issuer issuer = sched_ && opts_.issuer ? opts_.issuer() : disk::Issuer{};
     std::lock_guard lk(mu_);
     if (queue != 0 || !vq_) return;
     const uint64_t now = mono_ns();
@@ -191,7 +191,7 @@ class Blk final : public VirtioBlkDevice {
 
   // A well-formed IN/OUT request that may wait for the I/O thread; anything else (other
   // types, bad header, out of range, a write to a read-only disk) is answered inline.
-  std::optional<disk::DiskRequest> schedulable(const Chain& c, uint64_t issuer, uint64_t now) {
+  std::optional<disk::DiskRequest> schedulable(const Chain& c, const disk::Issuer& issuer, uint64_t now) {
     const uint64_t writable = c.writable_bytes();
     RequestHeader h{};
     if (writable == 0 || copy_from_segments(vq_->memory(), c.readable, 0,
@@ -206,7 +206,8 @@ class Blk final : public VirtioBlkDevice {
       return std::nullopt;
     }
     if (len == 0 || !in_range(h.sector, len)) return std::nullopt;
-    return disk::DiskRequest{next_seq_++, h.type == kTOut, h.sector, len / kSector, issuer, now};
+    return disk::DiskRequest{next_seq_++, h.type == kTOut, h.sector, len / kSector, issuer.key, now,
+                             issuer.address_space};
   }
 
   // The I/O thread: asks the scheduler, serves one request outside the lock (the chain was
@@ -261,6 +262,7 @@ class Blk final : public VirtioBlkDevice {
     if (!issuers_.count(key) && issuers_.size() >= kMaxIssuerStats) key = ~uint64_t{0};
     BlkIssuerStats& st = issuers_[key];
     st.issuer = key;
+    st.address_space = r.address_space;
     ++(r.write ? st.writes : st.reads);
     st.sectors += r.sectors;
     st.wait_ns += start - r.arrival_ns;

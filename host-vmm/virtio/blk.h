@@ -30,13 +30,14 @@ struct BlkOptions {
   std::optional<disk::SchedulerKind> scheduler;  // none: inline on the vCPU
   disk::SchedulerParams scheduler_params;
   std::optional<disk::DiskModelParams> model;    // pace the I/O thread like this disk
-  // Who issued the requests of a notify (called on the notifying vCPU's thread); 0: unknown.
-  std::function<uint64_t()> issuer;
+  // Who issued the requests of a notify (called on the notifying vCPU's thread); key 0: unknown.
+  std::function<disk::Issuer()> issuer;
 };
 
-// Per issuer (address-space root), for `gearsctl stats` (section "disks").
+// Per issuer (disk::Issuer::key), for `gearsctl stats` (section "disks").
 struct BlkIssuerStats {
   uint64_t issuer = 0;
+  uint64_t address_space = 0;  // the root of its last request
   uint64_t reads = 0, writes = 0, sectors = 0;
   uint64_t wait_ns = 0;     // queued: arrival until the I/O thread took it
   uint64_t service_ns = 0;  // taken until completed (the model's time when it is on)

@@ -330,6 +330,11 @@ std::optional<ProcessInfo> ProcessTracker::by_cr3(uint64_t cr3) const {
   return it->second;
 }
 
+uint64_t ProcessTracker::id_of(uint64_t cr3) const {
+  auto it = live_.find(root(cr3));
+  return it == live_.end() ? 0 : it->second.id;
+}
+
 std::optional<ProcessInfo> ProcessTracker::last_by_cr3(uint64_t cr3) const {
   if (auto p = by_cr3(cr3)) return p;
   const uint64_t r = root(cr3);

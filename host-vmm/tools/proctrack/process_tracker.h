@@ -116,6 +116,8 @@ class ProcessTracker {
   // The live process on `cr3`, else the one that ended on it last (statistics gathered per
   // address space outlive the process: a root is reused only after its owner is gone).
   std::optional<ProcessInfo> last_by_cr3(uint64_t cr3) const;
+  // The id of the live process on `cr3`, 0 when none (cheap: no copy; called per disk kick).
+  uint64_t id_of(uint64_t cr3) const;
   std::optional<ProcessInfo> by_pid(int64_t pid) const;
   std::optional<ProcessInfo> by_id(uint64_t id) const;
   const TrackerCounters& counters() const { return counters_; }

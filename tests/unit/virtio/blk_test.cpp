@@ -55,6 +55,7 @@ class BlkTest : public ::testing::TestWithParam<bool> {
     BlkOptions o;
     o.read_only = read_only;
     if (GetParam()) o.scheduler = disk::SchedulerKind::kFifo;
+    o.issuer = [this] { return issuer; };
     auto dev = make_virtio_blk(path, o);
     ASSERT_TRUE(dev) << dev.error().what();
     transport = std::make_unique<T>(mem, irq, std::move(*dev));
@@ -100,6 +101,7 @@ class BlkTest : public ::testing::TestWithParam<bool> {
   }
 
   std::string path;
+  disk::Issuer issuer;  // who the "vCPU" says kicked
   GuestMemory mem = test::make_memory();
   std::shared_ptr<FakeIrq> irq = std::make_shared<FakeIrq>();
   DriverRing q = DriverRing::at(mem, 0x10000, 16);
@@ -111,6 +113,36 @@ TEST_P(BlkTest, MissingFileIsAnError) {
   auto dev = make_virtio_blk("/nonexistent/disk.img");
   ASSERT_FALSE(dev);
   EXPECT_NE(dev.error().what().find("/nonexistent/disk.img"), std::string::npos);
+}
+
+// Scheduled requests are counted per issuer (the process or root at the kick); inline ones
+// are counted in the totals only (the vCPU serves them without asking who kicked).
+TEST_P(BlkTest, StatisticsPerIssuer) {
+  start();
+  issuer = {disk::kIssuerIsProcess | 7, 0x1234000};
+  EXPECT_EQ(request(kIn, 0, 1024).first, kOk);
+  EXPECT_EQ(request(kIn, 2, 512).first, kOk);
+  issuer = {0x5678000, 0x5678000};
+  EXPECT_EQ(request(kOut, 4, 512).first, kOk);
+  EXPECT_EQ(request(kIn, kSectors, 512).first, kIoErr);  // out of range: answered inline
+  const BlkStats st = dynamic_cast<VirtioBlkDevice&>(transport->device()).stats();
+  EXPECT_EQ(st.requests, 4u);
+  EXPECT_EQ(st.errors, 1u);
+  if (!GetParam()) {
+    EXPECT_EQ(st.scheduler, "inline");
+    EXPECT_TRUE(st.issuers.empty());
+    return;
+  }
+  EXPECT_EQ(st.scheduler, "fifo");
+  ASSERT_EQ(st.issuers.size(), 2u);
+  const auto& proc = st.issuers[0].issuer == 0x5678000 ? st.issuers[1] : st.issuers[0];
+  const auto& root = st.issuers[0].issuer == 0x5678000 ? st.issuers[0] : st.issuers[1];
+  EXPECT_EQ(proc.issuer, disk::kIssuerIsProcess | 7);
+  EXPECT_EQ(proc.address_space, 0x1234000u);
+  EXPECT_EQ(proc.reads, 2u);
+  EXPECT_EQ(proc.sectors, 3u);
+  EXPECT_EQ(root.writes, 1u);
+  EXPECT_EQ(root.sectors, 1u);
 }
 
 TEST_P(BlkTest, CapacityAndFeatures) {
