@@ -163,10 +163,17 @@ int main(int argc, char** argv) {
   if (!(*machine)->disks().empty()) {
     // Disk requests are attributed to (and anticipated for) inferred processes, not roots,
     // where processes are tracked: a root is reused once its process is gone.
-    if ((*tools)->tracking())
+    // A process that ends is no longer anticipated.
+    if ((*tools)->tracking()) {
       (*machine)->set_process_resolver([t = tools->get()](uint64_t root) {
         return t->tracker().with([&](auto& tr) { return tr.id_of(root); });
       });
+      (*tools)->tracker().with([m = machine->get()](auto& tr) {
+        tr.set_on_end([m](uint64_t id) {
+          for (const auto& d : m->disks()) d.device->forget(gears::vmm::disk::kIssuerIsProcess | id);
+        });
+      });
+    }
     auto r = (*tools)->registry().add_stats("disks", [m = machine->get(), t = tools->get()] { return disk_stats(*m, *t); });
     if (!r) {
       std::fprintf(stderr, "gears-vmm: %s\n", r.error().what().c_str());

@@ -170,6 +170,15 @@ class Blk final : public VirtioBlkDevice {
     if (sched_) sched_ = disk::make_scheduler(*opts_.scheduler, opts_.scheduler_params);
   }
 
+  void forget(uint64_t issuer) override {
+    {
+      std::lock_guard lk(mu_);
+      if (!sched_) return;
+      sched_->forget(issuer);
+    }
+    work_cv_.notify_one();
+  }
+
   BlkStats stats() const override {
     std::lock_guard lk(mu_);
     BlkStats s;

@@ -54,6 +54,9 @@ class VirtioBlkDevice : public VirtioDevice {
  public:
   static constexpr size_t kMaxIssuerStats = 256;
   virtual BlkStats stats() const = 0;
+  // `issuer` (a disk::Issuer key) is gone, e.g. its process exited: its scheduler stops
+  // anticipating it now instead of at the window's end. Any thread.
+  virtual void forget(uint64_t issuer) = 0;
 };
 
 // Capacity is the file size in 512-byte sectors (a partial last sector is not exposed).

@@ -58,6 +58,7 @@ void ProcessTracker::end(ProcessInfo& p, ProcessState how, uint64_t time_ns) {
   else ++counters_.vanished;
   const uint64_t id = p.id, cr3 = p.cr3;
   std::erase_if(pending_exec_, [&](const auto& kv) { return kv.second.process_id == id; });
+  if (on_end_) on_end_(id);
   if (cfg_.max_history > 0) {
     history_.push_back(std::move(p));
     if (history_.size() > cfg_.max_history) history_.pop_front();

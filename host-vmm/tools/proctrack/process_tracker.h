@@ -121,6 +121,9 @@ class ProcessTracker {
   std::optional<ProcessInfo> by_pid(int64_t pid) const;
   std::optional<ProcessInfo> by_id(uint64_t id) const;
   const TrackerCounters& counters() const { return counters_; }
+  // Called with a process's id when it ends (exited or vanished), under the owner's lock: e.g.
+  // the disks' schedulers stop anticipating it. Must not call back into the tracker.
+  void set_on_end(std::function<void(uint64_t id)> f) { on_end_ = std::move(f); }
 
  private:
   struct PendingExec {
@@ -166,6 +169,7 @@ class ProcessTracker {
   TrackerCounters counters_;
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, ProcessInfo> live_;  // by CR3 root
+  std::function<void(uint64_t)> on_end_;
   std::deque<ProcessInfo> history_;
   std::unordered_map<uint32_t, PendingExec> pending_exec_;  // by vCPU
   std::deque<PendingFork> pending_forks_;                   // oldest first, bounded

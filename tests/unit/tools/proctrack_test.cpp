@@ -87,10 +87,25 @@ TEST(ProcTrack, ForkExecExit) {
   EXPECT_EQ(s.t.last_by_cr3(0x4000)->pid, 101);
   EXPECT_EQ(s.t.last_by_cr3(kShell)->pid, 100);  // live comes first
   EXPECT_FALSE(s.t.last_by_cr3(0x9000));
+  EXPECT_EQ(s.t.id_of(kShell), s.at(kShell).id);
+  EXPECT_EQ(s.t.id_of(0x4000), 0u);  // ended: no live process there
   EXPECT_EQ(s.t.counters().created, 2u);  // shell + child; the exec created no process
   EXPECT_EQ(s.t.counters().execs, 1u);
   EXPECT_EQ(s.t.counters().exited, 1u);
   ASSERT_TRUE(s.t.by_id(child_id));
+}
+
+// Whoever keeps per-process state (the disks' schedulers) hears of each end, exit or vanish.
+TEST(ProcTrack, EndsAreReported) {
+  Script s;
+  std::vector<uint64_t> ended;
+  s.t.set_on_end([&](uint64_t id) { ended.push_back(id); });
+  s.enter(0, kShell, sys::kGetpid);
+  const uint64_t shell = s.at(kShell).id;
+  s.enter(0, kShell, sys::kExitGroup);
+  EXPECT_EQ(ended, (std::vector<uint64_t>{shell}));
+  s.t.reap([](uint64_t) { return true; }, 1);  // nothing live: nothing more
+  EXPECT_EQ(ended.size(), 1u);
 }
 
 TEST(ProcTrack, ForkReturnsBeforeTheChildRuns) {

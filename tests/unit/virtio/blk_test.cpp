@@ -145,6 +145,36 @@ TEST_P(BlkTest, StatisticsPerIssuer) {
   EXPECT_EQ(root.sectors, 1u);
 }
 
+// A process that ends while the anticipatory scheduler waits for it: forget() ends the wait
+// at once (the window here is 20 s, the test's patience 5 s).
+TEST_P(BlkTest, ForgetEndsAnticipation) {
+  if (!GetParam()) GTEST_SKIP() << "inline: nothing is anticipated";
+  BlkOptions o;
+  o.scheduler = disk::SchedulerKind::kAnticipatory;
+  o.scheduler_params.window_ns = 20'000'000'000ULL;
+  o.issuer = [this] { return issuer; };
+  auto dev = make_virtio_blk(path, o);
+  ASSERT_TRUE(dev);
+  VirtioBlkDevice* blk = dev->get();
+  transport = std::make_unique<T>(mem, irq, std::move(*dev));
+  drv = std::make_unique<MmioDriver>(*transport, mem);
+  ASSERT_TRUE(drv->negotiate(~0ULL));
+  drv->setup_queue(0, q);
+  drv->driver_ok();
+  issuer = {disk::kIssuerIsProcess | 1, 0x1000};
+  ASSERT_EQ(request(kIn, 0, 512).first, kOk);  // P's read: the disk now waits for P's next
+  issuer = {disk::kIssuerIsProcess | 2, 0x2000};
+  std::thread ender([blk] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    blk->forget(disk::kIssuerIsProcess | 1);  // P exits
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(request(kIn, 64, 512).first, kOk);  // Q's read, far away
+  ender.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_GE(blk->stats().sched.expired, 1u);
+}
+
 TEST_P(BlkTest, CapacityAndFeatures) {
   start();
   uint64_t cap = 0;
