@@ -1,6 +1,7 @@
 #include "hooks/toolset.h"
 
 #include <cstdio>
+#include <ctime>
 #include <cstdlib>
 
 #include "control/socket_path.h"
@@ -52,7 +53,12 @@ const std::string& Toolset::socket_path() const { return socket_path_; }
 Expected<void> Toolset::setup(Machine& machine, const GearsOptions& o, const std::string& guest_cmdline,
                               bool cpu_is_amd, const std::string& guest_release) {
   GEARS_TRY(sysexit_.register_commands(registry_));
-  GEARS_TRY(proctrack::register_commands(registry_, tracker_));
+  mem_ = &machine.memory();
+  GEARS_TRY(proctrack::register_commands(registry_, tracker_, [this](proctrack::ProcessTracker& t) {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);  // the syscall events' clock
+    reap(t, static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec), true);
+  }));
   GEARS_TRY(hypercalls_.register_commands(registry_));
   GEARS_TRY(register_builtin_hypercalls(hypercalls_));
   for (uint32_t nr : o.intercept) GEARS_TRY(sysexit_.set_user(nr, true));
@@ -253,7 +259,10 @@ void Toolset::on_return(const syscall_exit::SyscallReturn& r) {
   e.ret = r.ret;
   e.time_ns = r.time_ns;
   e.entry_time_ns = r.entry_time_ns;  // the same clock value the entry event carried
-  tracker_.with([&](proctrack::ProcessTracker& t) { t.on_syscall_exit(e); });
+  tracker_.with([&](proctrack::ProcessTracker& t) {
+    reap(t, e.time_ns, false);
+    t.on_syscall_exit(e);
+  });
 }
 
 void Toolset::on_syscall(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs) {
@@ -283,10 +292,23 @@ void Toolset::on_syscall(GuestMemory& mem, const syscall_exit::SyscallEvent& ev,
   }
   int64_t pid = -1;
   tracker_.with([&](proctrack::ProcessTracker& t) {
+    // First: a root reused by this event's process is then free. Always before a call that
+    // makes an address space (fork, clone, exec): the new one may take a dead process's root
+    // (a killed process makes no exit call), and must not be taken for that process.
+    const bool makes_address_space = ev.nr == sys::kFork || ev.nr == sys::kVfork || ev.nr == sys::kClone ||
+                                     ev.nr == sys::kClone3 || is_exec;
+    reap(t, e.time_ns, makes_address_space);
     t.on_syscall_entry(e);
     if (auto p = t.by_cr3(ev.cr3)) pid = p->pid;
   });
   if (auto pe = deploy::process_event_of(ev, e.exec_filename, pid)) subscriptions_.on_process(mem, ev.vcpu, regs, *pe);
+}
+
+void Toolset::reap(proctrack::ProcessTracker& t, uint64_t now_ns, bool force) {
+  if (!track_ || !mem_) return;
+  if (!force && now_ns >= last_reap_ns_ && now_ns - last_reap_ns_ < kReapEveryNs) return;
+  last_reap_ns_ = now_ns;
+  t.reap([this](uint64_t root) { return introspect::user_half_empty(*mem_, root); }, now_ns);
 }
 
 void Toolset::inject(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs) {

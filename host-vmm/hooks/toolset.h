@@ -53,6 +53,10 @@ class Toolset {
   void inject(GuestMemory& mem, const syscall_exit::SyscallEvent& ev, VcpuRegs& regs);
   void record(const syscall_exit::SyscallEvent& ev);
   void on_return(const syscall_exit::SyscallReturn& ret);
+  // Ends the tracked processes whose address space is gone (killed ones make no exit call):
+  // at most every kReapEveryNs on syscall events, and before every query (doc/toolset.md).
+  void reap(proctrack::ProcessTracker& t, uint64_t now_ns, bool force);
+  static constexpr uint64_t kReapEveryNs = 20'000'000;
   Expected<void> setup_injection();
   Expected<void> select_execve(bool on);  // ExecRules' activation: execve/execveat exit while rules exist
 
@@ -78,6 +82,8 @@ class Toolset {
   std::unique_ptr<SyscallHook> hook_;
   std::unique_ptr<control::ControlServer> server_;
   bool track_ = false;
+  GuestMemory* mem_ = nullptr;
+  uint64_t last_reap_ns_ = 0;  // under the tracker's lock
   std::unique_ptr<inject::BorrowEngine> engine_;
   std::unique_ptr<inject::EngineInjector> injector_;
   std::unique_ptr<deploy::ServiceManager> services_;  // last: uses the dispatcher, subscriptions, injector

@@ -1,9 +1,16 @@
 #include "tools/introspect/address_space.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace gears::vmm::introspect {
+
+bool user_half_empty(const GuestMemory& mem, uint64_t root) {
+  std::array<uint64_t, 256> user{};
+  if (!mem.read(root & ~uint64_t{0xfff}, std::span(reinterpret_cast<uint8_t*>(user.data()), sizeof user))) return true;
+  return std::all_of(user.begin(), user.end(), [](uint64_t e) { return e == 0; });
+}
 
 namespace {
 // A copy's end must not wrap: [gva, gva+len) stays inside the 64-bit space.

@@ -15,6 +15,12 @@
 
 namespace gears::vmm::introspect {
 
+// Whether the address space rooted at `root` (a PML4's guest-physical address) has been torn
+// down: Linux clears the user half of a PML4 (entries 0-255) while it frees a dead process's
+// page tables, and a live process always maps something there. True also when the root is
+// not in guest RAM. Antfarm's exit inference, for processes that make no exit call.
+bool user_half_empty(const GuestMemory& mem, uint64_t root);
+
 class AddressSpace {
  public:
   // The address space of the process a vCPU was running at an exit; refuses a vCPU that is not

@@ -10,6 +10,7 @@ namespace sys = linux_x86_64;
 
 namespace {
 constexpr size_t kMaxPendingForks = 256;
+constexpr size_t kMaxPendingExecs = 256;
 // The kernel dispatches on the low 32 bits of RAX (x32's bit 30 aside): so does the tracker.
 uint32_t syscall_nr(uint64_t rax) { return static_cast<uint32_t>(rax); }
 bool is_fork_like(uint32_t nr, uint64_t flags) {
@@ -51,19 +52,36 @@ ProcessInfo* ProcessTracker::create(uint64_t cr3, uint64_t time_ns) {
   return &live_.emplace(p.cr3, std::move(p)).first->second;
 }
 
+void ProcessTracker::record_shared(const ProcessInfo& parent, int64_t pid, uint64_t time_ns) {
+  ProcessInfo p;
+  p.id = next_id_++;
+  p.cr3 = parent.cr3;
+  p.pid = pid;
+  p.ppid = parent.pid;
+  p.parent_id = parent.id;
+  p.exe = parent.exe;
+  p.created_ns = time_ns;
+  p.shared_address_space = true;
+  ++counters_.created;
+  ++counters_.shared_address_space;
+  end(p, ProcessState::kExited, time_ns);
+}
+
 void ProcessTracker::end(ProcessInfo& p, ProcessState how, uint64_t time_ns) {
   p.state = how;
   p.exited_ns = time_ns;
   if (how == ProcessState::kExited) ++counters_.exited;
   else ++counters_.vanished;
   const uint64_t id = p.id, cr3 = p.cr3;
-  std::erase_if(pending_exec_, [&](const auto& kv) { return kv.second.process_id == id; });
+  const bool shared = p.shared_address_space;
+  pending_exec_.erase(id);
   if (on_end_) on_end_(id);
   if (cfg_.max_history > 0) {
     history_.push_back(std::move(p));
     if (history_.size() > cfg_.max_history) history_.pop_front();
   }
-  live_.erase(cr3);  // p is gone from here on
+  // p is gone from here on (a shared record was never in the live table: its root is its parent's)
+  if (!shared) live_.erase(cr3);
 }
 
 ProcessTracker::PendingFork* ProcessTracker::pending_vfork_of(uint64_t parent_id) {
@@ -110,26 +128,35 @@ ProcessInfo* ProcessTracker::observe(uint32_t vcpu, uint64_t cr3, uint64_t time_
   // Forget joins and forks whose window has passed: the evidence is too old to pair.
   // Times come from several vCPU threads: one slightly behind another is not "expired".
   auto expired = [&](uint64_t then) { return time_ns > then && time_ns - then > cfg_.exec_join_window_ns; };
-  auto pe = pending_exec_.find(vcpu);
-  if (pe != pending_exec_.end() && expired(pe->second.time_ns)) {
-    pending_exec_.erase(pe);
-    pe = pending_exec_.end();
-  }
-  while (!pending_forks_.empty() && expired(pending_forks_.front().time_ns))
+  std::erase_if(pending_exec_, [&](const auto& kv) { return expired(kv.second.time_ns); });
+  // The newest exec entered on this vCPU (several may wait there: a process that called execve
+  // can be moved away before its image runs, and another one exec there meanwhile).
+  auto pe = pending_exec_.end();
+  for (auto it = pending_exec_.begin(); it != pending_exec_.end(); ++it)
+    if (it->second.vcpu == vcpu && (pe == pending_exec_.end() || it->second.time_ns > pe->second.time_ns)) pe = it;
+  while (!pending_forks_.empty() && expired(pending_forks_.front().time_ns)) {
+    if (pending_forks_.front().child_id == 0) ++counters_.unseen;
     pending_forks_.pop_front();
+  }
 
   if (ProcessInfo* known = live_by_cr3(r)) return known;
 
   // A CR3 nobody owns. First: the exec this vCPU was waiting for? A fork child's own return
   // (ret 0) is never an exec image.
   if (fork_child) pe = pending_exec_.end();
+  // Another call than a fresh image's first (brk, arch_prctl) on a new root while a fork waits
+  // for its child: the child, not an exec whose process ran on elsewhere (sched_exec moves it).
+  if (pe != pending_exec_.end() && !image_start &&
+      std::any_of(pending_forks_.begin(), pending_forks_.end(),
+                  [](const PendingFork& f) { return !f.vfork && f.child_id == 0; }))
+    pe = pending_exec_.end();
   bool moved = false;
   if (pe == pending_exec_.end() && image_start) {
     // The exec may have moved the process to another CPU (sched_exec balances at exec): a call
     // every fresh image makes first (brk, arch_prctl) joins the oldest live pending exec of
     // another vCPU. A mere CR3 sighting does not (it may be anyone's).
     for (auto it = pending_exec_.begin(); it != pending_exec_.end(); ++it) {
-      if (it->first == vcpu || it->second.old_cr3 == r || expired(it->second.time_ns)) continue;
+      if (it->second.vcpu == vcpu || it->second.old_cr3 == r) continue;
       if (pe == pending_exec_.end() || it->second.time_ns < pe->second.time_ns) pe = it;
     }
     moved = pe != pending_exec_.end();
@@ -206,9 +233,13 @@ void ProcessTracker::on_syscall_entry(const SyscallEntry& e) {
   if (nr == sys::kExecve || nr == sys::kExecveat) {
     // A vfork child execs from its parent's CR3 while the parent waits in vfork.
     bool vfork_child = pending_vfork_of(p->id) != nullptr;
-    pending_exec_[e.vcpu] = {p->id, p->cr3, e.exec_filename, e.time_ns, vfork_child};
+    if (pending_exec_.size() >= kMaxPendingExecs && !pending_exec_.contains(p->id)) return;  // bounded
+    pending_exec_[p->id] = {p->id, p->cr3, e.exec_filename, e.time_ns, vfork_child, e.vcpu};
   } else if (is_fork_like(nr, flags)) {
-    if (pending_forks_.size() >= kMaxPendingForks) pending_forks_.pop_front();
+    if (pending_forks_.size() >= kMaxPendingForks) {
+      if (pending_forks_.front().child_id == 0) ++counters_.unseen;
+      pending_forks_.pop_front();
+    }
     PendingFork f;
     f.parent_id = p->id;
     f.vcpu = e.vcpu;
@@ -218,14 +249,25 @@ void ProcessTracker::on_syscall_entry(const SyscallEntry& e) {
     pending_forks_.push_back(f);
   } else if ((nr == sys::kClone || nr == sys::kClone3) && (flags & sys::kCloneThread)) {
     ++p->threads;
+  } else if (nr == sys::kClone || nr == sys::kClone3) {
+    // CLONE_VM without CLONE_THREAD or CLONE_VFORK: a process in this one's address space.
+    ++p->shared_children;
   } else if (nr == sys::kExitGroup || nr == sys::kExit) {
     // In a vfork child (still in the parent's CR3), _exit ends the child, not the parent.
     if (const PendingFork* vf = pending_vfork_of(p->id)) {
+      record_shared(*p, vf->child_pid, e.time_ns);
       drop_pending_fork(vf);
       return;
     }
     if (nr == sys::kExit && p->threads > 1) {
       --p->threads;
+      return;
+    }
+    // A single-threaded process with CLONE_VM children: a bare exit (not exit_group) is a
+    // child's (glibc's clone ends a child with exit; a process ends with exit_group).
+    if (nr == sys::kExit && p->shared_children > 0) {
+      --p->shared_children;
+      record_shared(*p, -1, e.time_ns);
       return;
     }
     end(*p, ProcessState::kExited, e.time_ns);
@@ -253,8 +295,7 @@ void ProcessTracker::on_syscall_exit(const SyscallExit& e) {
     case sys::kExecveat:
       // A failed exec returns in the old address space: nothing to join.
       if (e.ret < 0) {
-        auto pe = pending_exec_.find(e.vcpu);
-        if (pe != pending_exec_.end() && pe->second.old_cr3 == p->cr3) pending_exec_.erase(pe);
+        pending_exec_.erase(p->id);
       }
       break;
     case sys::kFork:
@@ -288,12 +329,20 @@ void ProcessTracker::on_syscall_exit(const SyscallExit& e) {
       } else if (e.ret == 0) {
         // Child side. A fork child returns 0 in a brand-new address space, so a CR3 whose owner
         // already made syscalls belonged to a process whose exit we never saw.
-        bool plain_fork = nr == sys::kFork || (nr == sys::kClone && p->threads == 1 &&
-                                               !pending_vfork_of(p->id));
-        if (plain_fork && p->syscalls > 0) {
-          uint64_t cr3 = p->cr3;
+        // With the fork's entry known, exactly: a fork still waiting for its child, returning on
+        // a root some other process owns, says that owner is gone (its root was reused).
+        const uint64_t owner = p->id;
+        const bool reused = e.entry_time_ns != 0 &&
+                            std::any_of(pending_forks_.begin(), pending_forks_.end(), [&](const PendingFork& f) {
+                              return !f.vfork && f.child_id == 0 && f.entry_ns == e.entry_time_ns &&
+                                     f.parent_id != owner;
+                            });
+        const bool plain_fork = nr == sys::kFork || (nr == sys::kClone && p->threads == 1 &&
+                                                     !pending_vfork_of(p->id) && p->shared_children == 0);
+        if (reused || (plain_fork && p->syscalls > 0)) {
+          const uint64_t cr3 = p->cr3;
           end(*p, ProcessState::kVanished, e.time_ns);
-          observe(e.vcpu, cr3, e.time_ns);
+          observe(e.vcpu, cr3, e.time_ns, true, false, e.entry_time_ns);
         }
       } else if (entry_known && (nr == sys::kClone || nr == sys::kClone3) && (last.flags & sys::kCloneThread) &&
                  !(last.flags & sys::kCloneVfork) && p->threads > 1) {
@@ -310,9 +359,19 @@ void ProcessTracker::on_syscall_exit(const SyscallExit& e) {
 
 void ProcessTracker::reap(const std::function<bool(uint64_t cr3)>& gone, uint64_t time_ns) {
   std::vector<uint64_t> dead;
-  for (const auto& [cr3, p] : live_)
+  for (const auto& [cr3, p] : live_) {
+    // An exec in progress tears the old address space down before its new one is seen: the
+    // process lives on.
+    const uint64_t id = p.id;
+    if (pending_exec_.contains(id)) continue;
     if (gone(cr3)) dead.push_back(cr3);
+  }
   for (uint64_t cr3 : dead) end(live_.at(cr3), ProcessState::kVanished, time_ns);
+}
+
+size_t ProcessTracker::awaiting_children() const {
+  return static_cast<size_t>(
+      std::count_if(pending_forks_.begin(), pending_forks_.end(), [](const PendingFork& f) { return f.child_id == 0; }));
 }
 
 std::vector<ProcessInfo> ProcessTracker::live() const {

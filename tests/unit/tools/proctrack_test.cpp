@@ -127,7 +127,7 @@ TEST(ProcTrack, ForkReturnsBeforeTheChildRuns) {
   // A second fork whose child is never seen: the pid is not given to an unrelated process.
   s.enter(0, kShell, sys::kClone, kCloneFork);
   s.leave(0, kShell, sys::kClone, 124);
-  s.wait(2'000'000'000);
+  s.wait(TrackerConfig{}.exec_join_window_ns + 1);
   s.see(0, 0x9000);
   EXPECT_EQ(s.at(0x9000).pid, -1);
 }
@@ -237,10 +237,66 @@ TEST(ProcTrack, VforkChildExitsWithoutExec) {
   s.enter(0, kShell, sys::kExitGroup);  // the child's _exit(), in the parent's CR3
   s.leave(0, kShell, sys::kVfork, 103);
   EXPECT_TRUE(s.t.by_cr3(kShell));
-  EXPECT_EQ(s.t.counters().exited, 0u);
+  // The child lived and died in its parent's address space: counted, not seen.
+  EXPECT_EQ(s.t.counters().created, 2u);
+  EXPECT_EQ(s.t.counters().shared_address_space, 1u);
+  EXPECT_EQ(s.t.counters().exited, 1u);
+  ASSERT_EQ(s.t.history().size(), 1u);
+  EXPECT_TRUE(s.t.history()[0].shared_address_space);
+  EXPECT_EQ(s.t.history()[0].parent_id, s.at(kShell).id);
   s.enter(0, kShell, sys::kExitGroup);  // now the parent itself
   EXPECT_FALSE(s.t.by_cr3(kShell));
+  EXPECT_EQ(s.t.counters().exited, 2u);
+}
+
+// clone(CLONE_VM) without CLONE_THREAD: a process in its parent's address space. Its end (a
+// bare exit, glibc's clone child) ends it, not the parent; its return 0 (with returns on)
+// is not a sign that the parent's root was reused.
+TEST(ProcTrack, CloneVmChildSharesTheAddressSpace) {
+  Script s;
+  s.enter(0, kShell, sys::kGetpid);
+  const uint64_t shell = s.at(kShell).id;
+  s.enter(0, kShell, sys::kClone, sys::kCloneVm | 0x11);
+  s.leave(1, kShell, sys::kClone, 0);    // the child, same CR3, other vCPU
+  s.leave(0, kShell, sys::kClone, 104);  // the parent
+  s.enter(1, kShell, sys::kExit);        // the child ends
+  ASSERT_TRUE(s.t.by_cr3(kShell));
+  EXPECT_EQ(s.at(kShell).id, shell);
+  EXPECT_EQ(s.t.counters().vanished, 0u);
+  EXPECT_EQ(s.t.counters().created, 2u);
+  EXPECT_EQ(s.t.counters().shared_address_space, 1u);
   EXPECT_EQ(s.t.counters().exited, 1u);
+  EXPECT_EQ(s.at(kShell).shared_children, 0u);
+  s.enter(0, kShell, sys::kExit);  // now a bare exit is the parent's own
+  EXPECT_FALSE(s.t.by_cr3(kShell));
+}
+
+// A fork whose child never makes a selected call (killed at once, returns off): counted as
+// unseen once the join window has passed, not created, and not joined to a later stranger.
+TEST(ProcTrack, ForkWhoseChildNeverShowsIsUnseen) {
+  Script s;
+  s.enter(0, kShell, sys::kClone, kCloneFork);
+  EXPECT_EQ(s.t.awaiting_children(), 1u);
+  s.wait(TrackerConfig{}.exec_join_window_ns + 1);
+  s.enter(1, kOther, sys::kGetpid);  // a stranger, long after
+  EXPECT_EQ(s.t.awaiting_children(), 0u);
+  EXPECT_EQ(s.t.counters().unseen, 1u);
+  EXPECT_EQ(s.at(kOther).parent_id, 0u);
+}
+
+// A process killed by a signal makes no exit call: the VMM reaps its torn-down address space.
+// One whose exec is under way is not reaped (its old address space goes first).
+TEST(ProcTrack, ReapEndsGoneAddressSpacesButNotAnExecInProgress) {
+  Script s;
+  s.enter(0, kShell, sys::kGetpid);
+  s.enter(1, kChild, sys::kGetpid);
+  s.enter(1, kChild, sys::kExecve, 0, "/bin/ls");
+  s.t.reap([](uint64_t) { return true; }, s.now);
+  EXPECT_FALSE(s.t.by_cr3(kShell));
+  EXPECT_EQ(s.t.counters().vanished, 1u);
+  ASSERT_TRUE(s.t.by_cr3(kChild));
+  s.see(1, kOther);  // the exec's image
+  EXPECT_EQ(s.at(kOther).exe, "/bin/ls");
 }
 
 TEST(ProcTrack, ThreadsShareOneProcess) {
@@ -295,6 +351,41 @@ TEST(ProcTrack, ExitNeverSeenDetectedByForkReturnInOldCr3) {
   ASSERT_EQ(s.t.history().size(), 1u);
   EXPECT_EQ(s.t.history()[0].pid, 50);
   EXPECT_EQ(s.t.history()[0].state, ProcessState::kVanished);
+}
+
+// clone3 (or a clone whose owner had threads) reusing a killed process's root: the fork's own
+// entry time, carried by its child's return, says the root's owner is not that child.
+TEST(ProcTrack, ForkChildOnAReusedRootEndsItsOldOwnerExactly) {
+  Script s;
+  s.enter(0, kOther, sys::kClone, 0x10000 | 0x100);  // kOther has a thread: no plain-fork guess
+  s.enter(1, kShell, sys::kClone3);                   // a fork (clone3 flags 0)
+  const uint64_t fork_entry = s.now;
+  s.t.on_syscall_exit({0, kOther, sys::kClone3, 0, s.now += 1000, fork_entry});  // the child, in kOther
+  s.t.on_syscall_exit({1, kShell, sys::kClone3, 61, s.now += 1000, fork_entry});
+  auto child = s.at(kOther);
+  EXPECT_EQ(child.parent_id, s.at(kShell).id);
+  EXPECT_EQ(child.pid, 61);
+  EXPECT_EQ(s.t.counters().vanished, 1u);
+  EXPECT_EQ(s.t.counters().created, 3u);
+  EXPECT_EQ(s.t.counters().unseen, 0u);
+}
+
+// An exec on vCPU 0 whose image runs on vCPU 1, and a fork child's first call on vCPU 0: the
+// child is the fork's, the image (its first call brk) the exec's, not the other way round.
+TEST(ProcTrack, ForkChildIsNotTakenForAnExecThatMovedAway) {
+  constexpr uint64_t kImage = 0x4000;
+  Script s;
+  s.enter(0, kOther, sys::kExecve, 0, "/bin/x");
+  s.enter(1, kShell, sys::kFork);
+  s.enter(0, kChild, sys::kExitGroup);  // the fork child: exits at once
+  s.enter(1, kImage, sys::kBrk);        // the exec'd image, moved to vCPU 1
+  EXPECT_EQ(s.t.counters().execs, 1u);
+  EXPECT_EQ(s.t.counters().exec_moved, 1u);
+  auto image = s.at(kImage);
+  EXPECT_EQ(image.exe, "/bin/x");
+  ASSERT_EQ(s.t.history().size(), 1u);
+  EXPECT_EQ(s.t.history()[0].parent_id, s.at(kShell).id);
+  EXPECT_EQ(s.t.history()[0].execs, 0u);
 }
 
 TEST(ProcTrack, ReapMarksVanished) {
