@@ -57,6 +57,9 @@ Expected<Json> call(const std::string& path, const Json& request, ClientOptions 
     if (!ready) return fail(ready.error());
     if (!*ready) return fail("gears-vmm on " + path + " did not accept the request in time");
     ssize_t n = send(s.fd, line.data() + sent, line.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    // Closed before it read the request: it may have answered first (a refused connection,
+    // "too many control clients"); that answer, waiting to be read, says why.
+    if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) break;
     if (n < 0 && errno != EAGAIN && errno != EINTR) return fail_errno("sending to " + path);
     if (n > 0) sent += static_cast<size_t>(n);
   }
