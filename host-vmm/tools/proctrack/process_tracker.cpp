@@ -129,11 +129,12 @@ ProcessInfo* ProcessTracker::observe(uint32_t vcpu, uint64_t cr3, uint64_t time_
   // Times come from several vCPU threads: one slightly behind another is not "expired".
   auto expired = [&](uint64_t then) { return time_ns > then && time_ns - then > cfg_.exec_join_window_ns; };
   std::erase_if(pending_exec_, [&](const auto& kv) { return expired(kv.second.time_ns); });
-  // The newest exec entered on this vCPU (several may wait there: a process that called execve
-  // can be moved away before its image runs, and another one exec there meanwhile).
+  // The oldest exec entered on this vCPU (several may wait there: a process that called execve
+  // can be moved away before its image runs, and another one exec there meanwhile; execs take
+  // about as long as each other, so the first in is the likeliest first out).
   auto pe = pending_exec_.end();
   for (auto it = pending_exec_.begin(); it != pending_exec_.end(); ++it)
-    if (it->second.vcpu == vcpu && (pe == pending_exec_.end() || it->second.time_ns > pe->second.time_ns)) pe = it;
+    if (it->second.vcpu == vcpu && (pe == pending_exec_.end() || it->second.time_ns < pe->second.time_ns)) pe = it;
   while (!pending_forks_.empty() && expired(pending_forks_.front().time_ns)) {
     if (pending_forks_.front().child_id == 0) ++counters_.unseen;
     pending_forks_.pop_front();
