@@ -109,6 +109,13 @@ ProcessTracker::PendingFork* ProcessTracker::pending_fork_of(uint64_t parent_id,
   return any;
 }
 
+const ProcessTracker::PendingFork* ProcessTracker::unborn_fork_entered_at(uint64_t entry_ns) const {
+  if (entry_ns == 0) return nullptr;  // unknown
+  for (const auto& f : pending_forks_)
+    if (!f.vfork && f.child_id == 0 && f.entry_ns == entry_ns) return &f;
+  return nullptr;
+}
+
 void ProcessTracker::drop_pending_fork(const PendingFork* f) {
   std::erase_if(pending_forks_, [&](const PendingFork& x) { return &x == f; });
 }
@@ -197,10 +204,7 @@ ProcessInfo* ProcessTracker::observe(uint32_t vcpu, uint64_t cr3, uint64_t time_
   if (!p) return nullptr;
   // The child of its own fork when its return says which (the VMM ties it to the entry), else
   // of the oldest fork still waiting for one (any vCPU: the child may run anywhere).
-  const bool exact = fork_entry_ns != 0 &&
-                     std::any_of(pending_forks_.begin(), pending_forks_.end(), [&](const PendingFork& f) {
-                       return !f.vfork && f.child_id == 0 && f.entry_ns == fork_entry_ns;
-                     });
+  const bool exact = unborn_fork_entered_at(fork_entry_ns) != nullptr;
   for (auto& f : pending_forks_) {
     if (f.vfork || f.child_id != 0) continue;
     if (exact && f.entry_ns != fork_entry_ns) continue;
@@ -333,11 +337,8 @@ void ProcessTracker::on_syscall_exit(const SyscallExit& e) {
         // With the fork's entry known, exactly: a fork still waiting for its child, returning on
         // a root some other process owns, says that owner is gone (its root was reused).
         const uint64_t owner = p->id;
-        const bool reused = e.entry_time_ns != 0 &&
-                            std::any_of(pending_forks_.begin(), pending_forks_.end(), [&](const PendingFork& f) {
-                              return !f.vfork && f.child_id == 0 && f.entry_ns == e.entry_time_ns &&
-                                     f.parent_id != owner;
-                            });
+        const PendingFork* own = unborn_fork_entered_at(e.entry_time_ns);
+        const bool reused = own && own->parent_id != owner;
         const bool plain_fork = nr == sys::kFork || (nr == sys::kClone && p->threads == 1 &&
                                                      !pending_vfork_of(p->id) && p->shared_children == 0);
         if (reused || (plain_fork && p->syscalls > 0)) {

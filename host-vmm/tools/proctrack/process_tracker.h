@@ -187,6 +187,9 @@ class ProcessTracker {
   PendingFork* pending_fork_of(uint64_t parent_id, uint32_t vcpu, bool only_unborn);
   PendingFork* pending_vfork_of(uint64_t parent_id);  // a vfork whose child has not exec'd
   void drop_pending_fork(const PendingFork* f);
+  // The fork (not vfork) entered at `entry_ns` still waiting for its child; null when none or
+  // when the entry time is unknown (0).
+  const PendingFork* unborn_fork_entered_at(uint64_t entry_ns) const;
   ProcessInfo* any_by_id(uint64_t id);  // live or ended
 
   TrackerConfig cfg_;
