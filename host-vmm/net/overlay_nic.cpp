@@ -24,13 +24,35 @@ std::vector<Mac> SwitchNicView::remote_macs(std::size_t max) const {
   return out;
 }
 
-OverlaySend SwitchNicView::send_encapsulated(std::span<const std::uint8_t> packet) {
-  switch (port_->send_encapsulated(packet)) {
+namespace {
+
+OverlaySend outcome(Forwarded f) {
+  switch (f) {
     case Forwarded::kPeer: return OverlaySend::sent;
     case Forwarded::kOther: return OverlaySend::switched;
     case Forwarded::kDropped: break;
   }
   return OverlaySend::dropped;
+}
+
+}  // namespace
+
+OverlaySend SwitchNicView::send_encapsulated(std::span<const std::uint8_t> packet) {
+  return outcome(port_->send_encapsulated(packet));
+}
+
+OverlaySend SwitchNicView::send_frame(std::span<const std::uint8_t> frame, const OverlayOffload& in) {
+  Offload off;  // DATA_VALID is never taken from a guest
+  off.needs_csum = in.needs_csum;
+  off.csum_start = in.csum_start;
+  off.csum_offset = in.csum_offset;
+  off.gso = in.gso == OverlayOffload::Gso::tcpv4   ? Gso::kTcpV4
+            : in.gso == OverlayOffload::Gso::tcpv6 ? Gso::kTcpV6
+                                                   : Gso::kNone;
+  off.gso_ecn = in.gso_ecn;
+  off.gso_size = in.gso_size;
+  off.hdr_len = in.hdr_len;
+  return outcome(port_->forward(frame, off));
 }
 
 void SwitchNicView::flush() {

@@ -22,6 +22,7 @@ class SwitchNicView final : public gears::vmm::OverlayNic {
   std::uint64_t routes_generation() const override { return sw_->generation(); }
   std::vector<Mac> remote_macs(std::size_t max) const override;
   OverlaySend send_encapsulated(std::span<const std::uint8_t> packet) override;
+  OverlaySend send_frame(std::span<const std::uint8_t> frame, const OverlayOffload& off) override;
   void flush() override;
   void set_rx_tap(OverlayRxTap tap) override;
 

@@ -55,6 +55,12 @@ class Port {
     (void)packet;
     return Forwarded::kDropped;
   }
+  // As send(), and says where the frame went (a service's guest half handing frames over:
+  // gears/vmm/overlay.h). Ports without a switch behind them drop it.
+  virtual Forwarded forward(std::span<const uint8_t> frame, const Offload& off) {
+    (void)frame, (void)off;
+    return Forwarded::kDropped;
+  }
   // Frames for the device go to `tap` first (empty: none). Once set_tap() returns, the previous
   // tap is not running and will not be called again.
   virtual void set_tap(FrameTap tap) { (void)tap; }

@@ -75,6 +75,9 @@ class Switch::LocalPort final : public Port {
 
   std::string_view name() const override { return name_; }
   void send(std::span<const uint8_t> frame, const Offload& off) override { sw_->from_port(id_, frame, off); }
+  Forwarded forward(std::span<const uint8_t> frame, const Offload& off) override {
+    return sw_->from_port(id_, frame, off);
+  }
   Forwarded send_encapsulated(std::span<const uint8_t> packet) override {
     return sw_->from_port_encapsulated(id_, packet);
   }

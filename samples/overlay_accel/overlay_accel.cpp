@@ -4,8 +4,10 @@
 //
 // - guest_kernel: allocates the shared area (ovl_shared.h), announces it, wraps eth0's transmit
 //                 (kernel/ovl_netdev.c): a unicast frame for a MAC at a peer host is
-//                 encapsulated in the guest and pushed into the TX ring, with no VM exit while
-//                 the VMM's poller is awake; other frames take the NIC as before.
+//                 encapsulated in the guest and pushed into the TX ring (a frame with offload
+//                 state, e.g. a 64 KiB TSO frame, goes whole: the host segments it), with no
+//                 VM exit while the VMM's poller is awake and one per batch when it sleeps;
+//                 other frames take the NIC as before.
 //                 Receive: while the guest polls (NAPI, started by its own traffic), frames
 //                 for it land in the RX ring instead of the NIC (no interrupt, no exit).
 // - vmm:          the control plane's side (ovl_vmm.h): fills the area's control page (NIC,
@@ -28,7 +30,7 @@ GEARS_SERVICE("overlay-accel", "0.1");
 // The guest-kernel packet path (kernel/ovl_netdev.c, C with Linux's headers).
 extern "C" {
 // `kick`, `rx_stop`: how the packet path calls the VMM half (hypercall stubs of this half).
-int ovl_k_setup(unsigned long long* gpa, unsigned long long* size, long (*kick)(void), long (*rx_stop)(void));
+int ovl_k_setup(unsigned long long* gpa, unsigned long long* size, long (*kick)(long full), long (*rx_stop)(void));
 int ovl_k_hook(void);
 void ovl_k_unhook(void);
 void ovl_k_free(void);
@@ -95,10 +97,14 @@ static ovl::VmmSide* side;
   return 0;
 }
 
-// The guest pushed while the poller slept (or found the ring full): send now, wake the poller.
-[[gears::vmm]] int64_t tx_kick() {
+// The guest pushed a batch while the poller slept: wake it (the vCPU returns at once). `full`:
+// the ring is full, send now on this vCPU, so the guest finds room when this returns.
+[[gears::vmm]] int64_t tx_kick(uint64_t full) {
   if (!side) return -19;
-  side->kick();
+  if (full)
+    side->kick();
+  else
+    side->wake();
   poller->wake();
   return 0;
 }
@@ -111,7 +117,7 @@ static ovl::VmmSide* side;
 }
 
 // ---------------------------------------------------------------- guest-kernel half
-[[gears::guest_kernel]] long kick_vmm() { return tx_kick(); }
+[[gears::guest_kernel]] long kick_vmm(long full) { return tx_kick(full != 0); }
 [[gears::guest_kernel]] long rx_stop_vmm() { return rx_idle(); }
 
 [[gears::guest_kernel, gears::on_load]] int load() {

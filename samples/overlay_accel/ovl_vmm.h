@@ -1,10 +1,10 @@
 // overlay-accel, VMM side of the shared area (ovl_shared.h): publishes the control plane's view
 // to the guest and consumes the guest's TX ring into the overlay's host path. Header-only so
-// that the service's VMM half and a host unit test (tests/unit/net/ovl_vmm_test.cpp, a hostile
-// guest) use the same code.
+// that the service's VMM half, a host unit test (tests/unit/net/overlay_accel_test.cpp, a hostile
+// guest) and a fuzz target (tests/fuzz/overlay_ring_fuzz.cpp) use the same code.
 //
 // Threads: poll() runs on the service's poller, kick() on a vCPU (the guest's hypercall when
-// the poller sleeps); one mutex makes them take turns as the TX ring's single consumer.
+// the ring is full); one mutex makes them take turns as the TX ring's single consumer.
 // rx_tap() runs on whichever thread delivers a frame to the NIC (the RX ring's single producer,
 // serialized by the port's receive lock and its own), rx_stop() on a vCPU. The area
 // is guest memory written concurrently by the guest: indices and lengths are read once, checked,
@@ -41,7 +41,7 @@ class VmmSide {
 
   struct Counters {
     std::atomic<std::uint64_t> tx_packets{0}, tx_sent{0}, tx_switched{0}, tx_dropped{0}, tx_bad_slot{0},
-        tx_bad_index{0}, kicks{0}, routes_published{0}, attaches{0}, rx_ring{0}, rx_nic{0}, rx_full{0},
+        tx_bad_index{0}, tx_gso{0}, kicks{0}, wakes{0}, routes_published{0}, attaches{0}, rx_ring{0}, rx_nic{0}, rx_full{0},
         rx_stops{0};
   };
 
@@ -164,8 +164,12 @@ class VmmSide {
     return false;
   }
 
-  // The guest's hypercall after a push found the poller asleep, or the ring full: send now, on
-  // the vCPU (waiting for a poller round in progress: the guest counts on a drained ring).
+  // The guest's hypercall after a batch found the poller asleep: the caller wakes the poller
+  // (the vCPU returns at once; the poller's thread sends, as a NIC's transmit thread would).
+  void wake() { counters_.wakes++; }
+
+  // The guest's hypercall when the ring is full: send now, on the vCPU (waiting for a poller
+  // round in progress: the guest counts on a drained ring when this returns).
   void kick() {
     counters_.kicks++;
     std::lock_guard lk(mu_);
@@ -179,6 +183,7 @@ class VmmSide {
         {"tx_packets", counters_.tx_packets},   {"tx_sent", counters_.tx_sent},
         {"tx_switched", counters_.tx_switched}, {"tx_dropped", counters_.tx_dropped},
         {"tx_bad_slot", counters_.tx_bad_slot}, {"tx_bad_index", counters_.tx_bad_index},
+        {"tx_gso", counters_.tx_gso},           {"wakes", counters_.wakes},
         {"kicks", counters_.kicks},             {"routes_published", counters_.routes_published},
         {"attaches", counters_.attaches},       {"rx_ring", counters_.rx_ring},
         {"rx_nic", counters_.rx_nic},           {"rx_full", counters_.rx_full},
@@ -243,39 +248,95 @@ class VmmSide {
     counters_.routes_published++;
   }
 
-  // Up to `budget` packets from the TX ring into the overlay. Returns how many were consumed.
+  // Up to `budget` slots' worth of entries from the TX ring into the overlay (at least one
+  // entry when there is one). Returns how many slots were consumed.
   std::uint32_t drain_locked(std::uint32_t budget) {
     const std::uint32_t prod = load_acquire(rings()->tx.prod);
-    std::uint32_t avail = prod - cons_;
+    const std::uint32_t avail = prod - cons_;
     if (avail > OVL_TX_SLOTS) {
       // A guest that claims more than the ring holds: skip to its index, lose nothing of ours.
-      counters_.tx_bad_index++;
-      cons_ = prod;
-      store(rings()->tx.cons, cons_);
+      skip_to_locked(prod);
       return 0;
     }
-    const std::uint32_t n = std::min(avail, budget);
-    for (std::uint32_t i = 0; i < n; ++i) {
-      const ovl_slot* s = tx_slot(cons_ + i);
-      const std::uint32_t len = load(s->len);
+    std::uint32_t used = 0;
+    while (used < avail && used < budget) {
+      const ovl_slot* s = tx_slot(cons_ + used);
+      // Read the entry's description once: the guest may rewrite the slot meanwhile.
+      ovl_slot head;
+      std::memcpy(&head, s, OVL_SLOT_HDR);
+      const std::uint32_t len = head.len;
       counters_.tx_packets++;
-      if (len < GEARS_OVERLAY_HDR_SIZE + GEARS_OVERLAY_MIN_FRAME || len > OVL_SLOT_DATA) {
+      if (len > OVL_TX_MAX_FRAME) {  // longer than any frame: one bad slot
         counters_.tx_bad_slot++;
+        used += 1;
         continue;
       }
-      std::memcpy(buf_.data(), s->data, len);  // the guest may rewrite the slot meanwhile
-      switch (nic_->send_encapsulated(std::span<const std::uint8_t>(buf_.data(), len))) {
-        case gears::vmm::OverlaySend::sent: counters_.tx_sent++; break;
-        case gears::vmm::OverlaySend::switched: counters_.tx_switched++; break;
-        case gears::vmm::OverlaySend::dropped: counters_.tx_dropped++; break;
+      const std::uint32_t slots = ovl_tx_entry_slots(len);
+      if (slots > avail - used) {
+        // Running past what the guest published: its index and lengths disagree; skip to it.
+        counters_.tx_bad_slot++;
+        used = avail;
+        break;
       }
+      copy_entry_locked(cons_ + used, len);
+      send_locked(head, std::span<const std::uint8_t>(buf_.data(), len));
+      used += slots;
     }
-    if (n) {
+    if (used) {
       nic_->flush();
-      cons_ += n;
+      cons_ += used;
       store(rings()->tx.cons, cons_);
     }
-    return n;
+    return used;
+  }
+
+  void skip_to_locked(std::uint32_t prod) {
+    counters_.tx_bad_index++;
+    nic_->flush();
+    cons_ = prod;
+    store(rings()->tx.cons, cons_);
+  }
+
+  // The entry's data, slot by slot, into buf_ (wrapping at the ring's end).
+  void copy_entry_locked(std::uint32_t first, std::uint32_t len) {
+    for (std::uint32_t off = 0, i = first; off < len; off += OVL_SLOT_DATA, ++i)
+      std::memcpy(buf_.data() + off, tx_slot(i)->data, std::min(len - off, OVL_SLOT_DATA));
+  }
+
+  void send_locked(const ovl_slot& head, std::span<const std::uint8_t> data) {
+    gears::vmm::OverlaySend r;
+    if (head.flags == OVL_TX_ENCAP) {
+      if (data.size() < GEARS_OVERLAY_HDR_SIZE + GEARS_OVERLAY_MIN_FRAME || data.size() > OVL_SLOT_DATA) {
+        counters_.tx_bad_slot++;
+        return;
+      }
+      r = nic_->send_encapsulated(data);
+    } else {
+      gears::vmm::OverlayOffload off;
+      if (head.flags & ~OVL_TX_CSUM) {
+        counters_.tx_bad_slot++;
+        return;
+      }
+      off.needs_csum = head.flags & OVL_TX_CSUM;
+      off.csum_start = head.csum_start;
+      off.csum_offset = head.csum_offset;
+      switch (head.gso_type & ~OVL_GSO_ECN) {
+        case OVL_GSO_NONE: break;
+        case OVL_GSO_TCPV4: off.gso = gears::vmm::OverlayOffload::Gso::tcpv4; break;
+        case OVL_GSO_TCPV6: off.gso = gears::vmm::OverlayOffload::Gso::tcpv6; break;
+        default: counters_.tx_bad_slot++; return;
+      }
+      off.gso_ecn = head.gso_type & OVL_GSO_ECN;
+      off.gso_size = head.gso_size;
+      off.hdr_len = head.hdr_len;
+      if (off.gso != gears::vmm::OverlayOffload::Gso::none) counters_.tx_gso++;
+      r = nic_->send_frame(data, off);  // the switch checks the fields against the frame
+    }
+    switch (r) {
+      case gears::vmm::OverlaySend::sent: counters_.tx_sent++; break;
+      case gears::vmm::OverlaySend::switched: counters_.tx_switched++; break;
+      case gears::vmm::OverlaySend::dropped: counters_.tx_dropped++; break;
+    }
   }
 
   mutable std::mutex mu_;
@@ -292,7 +353,7 @@ class VmmSide {
   std::chrono::steady_clock::time_point last_work_{};
   std::uint64_t gap_us_ = 100;
   std::chrono::microseconds spin_{200};
-  std::array<std::uint8_t, OVL_SLOT_DATA> buf_{};
+  std::vector<std::uint8_t> buf_ = std::vector<std::uint8_t>(OVL_TX_MAX_FRAME);
   Counters counters_;
 };
 

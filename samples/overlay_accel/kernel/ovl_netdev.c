@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /* overlay-accel, guest-kernel packet path (doc/overlay-accel.md): the NIC's transmit function
- * is wrapped so that a unicast frame for a MAC the VMM says is at a peer host is encapsulated
- * here, in the guest, into the TX ring the VMM half's poller drains (no VM exit while the
- * poller is awake); every other frame goes to the NIC's own transmit, as before the deploy.
+ * is wrapped so that a unicast frame for a MAC the VMM says is at a peer host goes into the TX
+ * ring the VMM half's poller drains (no VM exit while the poller is awake, one per batch when
+ * it sleeps): a complete frame encapsulated here, in the guest; a frame with offload state
+ * (partial checksum, a TSO frame of up to 64 KiB) whole, with that state, for the host path to
+ * finish as it does the NIC's. Every other frame goes to the NIC's own transmit, as before.
  *
  * Why a wrapped ndo_start_xmit rather than a qdisc or a netfilter hook: it sees exactly the
  * NIC's frames, after the qdisc (so tc, the stack's queueing and its back-pressure are
@@ -22,14 +24,12 @@
 #include <linux/rtnetlink.h>
 #include <linux/skbuff.h>
 #include <linux/spinlock.h>
-#if __has_include(<net/gso.h>)
-#include <net/gso.h> /* skb_gso_segment, since 6.4 */
-#endif
+#include <linux/percpu.h>
 
 #include "gears/abi/overlay.h"
 #include "ovl_shared.h"
 
-int ovl_k_setup(unsigned long long *gpa, unsigned long long *size, long (*kick)(void), long (*rx_stop)(void));
+int ovl_k_setup(unsigned long long *gpa, unsigned long long *size, long (*kick)(long full), long (*rx_stop)(void));
 int ovl_k_hook(void);
 void ovl_k_unhook(void);
 void ovl_k_free(void);
@@ -39,8 +39,9 @@ static struct net_device *ovl_dev;
 static const struct net_device_ops *ovl_orig_ops;
 static struct net_device_ops ovl_ops;
 static DEFINE_SPINLOCK(ovl_tx_lock);
-/* The C++ half's hypercall to the VMM half: the poller sleeps, or the ring is full; send now. */
-static long (*ovl_kick_vmm)(void);
+/* The C++ half's hypercall to the VMM half: the poller sleeps, wake it; `full`: the ring is
+ * full, send now (the ring is drained when it returns). */
+static long (*ovl_kick_vmm)(long full);
 /* ... and: the receive poller goes idle; returns the frames still in the ring. */
 static long (*ovl_rx_stop_vmm)(void);
 
@@ -186,38 +187,79 @@ static rx_handler_result_t ovl_rx_handler(struct sk_buff **pskb)
 	return RX_HANDLER_PASS;
 }
 
-static bool ovl_ring_full(struct ovl_rings *r, u32 prod)
+/* Room for an entry of `slots` slots at `prod`? */
+static bool ovl_ring_room(struct ovl_rings *r, u32 prod, u32 slots)
 {
-	return prod - smp_load_acquire(&r->tx.cons) >= OVL_TX_SLOTS;
+	return prod - smp_load_acquire(&r->tx.cons) + slots <= OVL_TX_SLOTS;
 }
 
-/* Puts one frame into the TX ring, encapsulated: OK (sent and freed), DROPPED (the ring stayed
- * full after a kick: counted and freed), NIC (not taken: the caller hands it to the NIC). */
+/* This CPU pushed entries since it last looked at the VMM poller's sleep flag. ndo_start_xmit
+ * runs with bottom halves off, so the flag is this CPU's alone while we use it. */
+static DEFINE_PER_CPU(bool, ovl_kick_due);
+
+/* Fills the entry's description (ovl_shared.h) from the skb's offload state. False: an offload
+ * the host path does not implement (the caller hands the frame to the NIC). */
+static bool ovl_describe(struct ovl_slot *s, struct sk_buff *skb)
+{
+	s->flags = 0;
+	s->gso_type = OVL_GSO_NONE;
+	s->gso_size = 0;
+	s->csum_start = 0;
+	s->csum_offset = 0;
+	s->hdr_len = 0;
+	if (skb->ip_summed == CHECKSUM_PARTIAL) {
+		s->flags = OVL_TX_CSUM;
+		s->csum_start = skb_checksum_start_offset(skb);
+		s->csum_offset = skb->csum_offset;
+	}
+	if (skb_is_gso(skb)) {
+		const struct skb_shared_info *si = skb_shinfo(skb);
+
+		if (si->gso_type & SKB_GSO_TCPV4)
+			s->gso_type = OVL_GSO_TCPV4;
+		else if (si->gso_type & SKB_GSO_TCPV6)
+			s->gso_type = OVL_GSO_TCPV6;
+		else
+			return false;
+		if (si->gso_type & SKB_GSO_TCP_ECN)
+			s->gso_type |= OVL_GSO_ECN;
+		s->gso_size = si->gso_size;
+		s->hdr_len = min_t(unsigned int, skb_headlen(skb), 0xffff);
+	}
+	return true;
+}
+
+/* Puts one frame into the TX ring: OK (pushed and freed), DROPPED (the ring stayed full after
+ * a kick: counted and freed), NIC (not taken: the caller hands it to the NIC). A complete frame
+ * that fits one slot is encapsulated here; a frame with offload state goes whole with it (the
+ * host completes checksums and segments, as for the NIC's own frames: no guest CPU spent). */
 enum ovl_put { OVL_PUT_OK, OVL_PUT_DROPPED, OVL_PUT_NIC };
 static enum ovl_put ovl_ring_put(struct sk_buff *skb, struct net_device *dev)
 {
 	struct ovl_ctrl *c = ovl_ctrl();
 	struct ovl_rings *r = ovl_rings();
-	struct gears_overlay_hdr *h;
+	unsigned int len = skb->len, data_len, off;
+	bool encap = skb->ip_summed != CHECKSUM_PARTIAL && !skb_is_gso(skb) &&
+		     len + GEARS_OVERLAY_HDR_SIZE <= OVL_SLOT_DATA;
+	bool gso = skb_is_gso(skb);
 	struct ovl_slot *s;
-	unsigned int len = skb->len;
-	u32 prod;
+	u32 slots, prod, i;
 
-	/* With the NIC's checksum offload the stack leaves partial checksums to the device; for
-	 * these frames we are the device, so finish them (peers receive plain frames). */
-	if (skb->ip_summed == CHECKSUM_PARTIAL && skb_checksum_help(skb))
+	if (len > OVL_TX_MAX_FRAME)
 		return OVL_PUT_NIC;
+	data_len = encap ? len + GEARS_OVERLAY_HDR_SIZE : len;
+	slots = ovl_tx_entry_slots(data_len);
 
 	spin_lock(&ovl_tx_lock);
 	prod = r->tx.prod;
-	if (ovl_ring_full(r, prod)) {
-		/* Back-pressure: the kick drains the ring on this vCPU before it returns. */
+	if (!ovl_ring_room(r, prod, slots)) {
+		/* Back-pressure: this kick drains the ring on this vCPU before it returns. */
 		spin_unlock(&ovl_tx_lock);
 		ovl_count(OVL_G_TX_KICKS);
-		ovl_kick_vmm();
+		ovl_kick_vmm(1);
 		spin_lock(&ovl_tx_lock);
 		prod = r->tx.prod;
-		if (ovl_ring_full(r, prod)) {
+		if (!ovl_ring_room(r, prod, slots)) {
 			spin_unlock(&ovl_tx_lock);
 			ovl_count(OVL_G_TX_FULL);
 			dev->stats.tx_dropped++;
@@ -226,87 +268,77 @@ static enum ovl_put ovl_ring_put(struct sk_buff *skb, struct net_device *dev)
 		}
 	}
 	s = ovl_tx_slot(prod);
-	h = (struct gears_overlay_hdr *)s->data;
-	h->magic = cpu_to_be32(GEARS_OVERLAY_MAGIC);
-	h->version = GEARS_OVERLAY_VERSION;
-	h->flags = 0;
-	h->length = cpu_to_be16(len);
-	h->network = cpu_to_be32(READ_ONCE(c->network));
-	if (skb_copy_bits(skb, 0, s->data + GEARS_OVERLAY_HDR_SIZE, len)) {
-		spin_unlock(&ovl_tx_lock);
-		return OVL_PUT_NIC;
-	}
-	WRITE_ONCE(s->len, len + GEARS_OVERLAY_HDR_SIZE);
-	smp_store_release(&r->tx.prod, prod + 1);
-	spin_unlock(&ovl_tx_lock);
-	ovl_count(OVL_G_TX_RING);
+	if (encap) {
+		struct gears_overlay_hdr *h = (struct gears_overlay_hdr *)s->data;
 
-	/* Pairs with the poller's flag-then-look: either it sees this slot or we see the flag. */
-	smp_mb();
-	if (READ_ONCE(c->vmm_sleeping)) {
-		ovl_count(OVL_G_TX_KICKS);
-		ovl_kick_vmm();
+		ovl_describe(s, skb);
+		s->flags = OVL_TX_ENCAP;
+		h->magic = cpu_to_be32(GEARS_OVERLAY_MAGIC);
+		h->version = GEARS_OVERLAY_VERSION;
+		h->flags = 0;
+		h->length = cpu_to_be16(len);
+		h->network = cpu_to_be32(READ_ONCE(c->network));
+		if (skb_copy_bits(skb, 0, s->data + GEARS_OVERLAY_HDR_SIZE, len))
+			goto nic;
+	} else {
+		if (!ovl_describe(s, skb))
+			goto nic;
+		for (off = 0, i = prod; off < len; off += OVL_SLOT_DATA, i++)
+			if (skb_copy_bits(skb, off, ovl_tx_slot(i)->data, min_t(unsigned int, len - off, OVL_SLOT_DATA)))
+				goto nic;
 	}
+	WRITE_ONCE(s->len, data_len);
+	smp_store_release(&r->tx.prod, prod + slots);
+	spin_unlock(&ovl_tx_lock);
+	this_cpu_write(ovl_kick_due, true);
+	ovl_count(OVL_G_TX_RING);
+	if (gso)
+		ovl_count(OVL_G_TX_GSO);
 	dev_consume_skb_any(skb);
 	return OVL_PUT_OK;
+nic:
+	spin_unlock(&ovl_tx_lock);
+	return OVL_PUT_NIC;
 }
 
-static bool ovl_fits(unsigned int len)
+/* After the last frame of a batch (the stack says none follows at once), whichever way it
+ * went: wake the VMM's poller if it sleeps and this CPU pushed entries. One exit per batch,
+ * none while the poller is awake. */
+static void ovl_end_of_batch(void)
 {
-	return len >= ETH_HLEN && len + GEARS_OVERLAY_HDR_SIZE <= OVL_SLOT_DATA;
-}
-
-/* A TSO frame (the NIC offers segmentation offload) for a peer host: cut here, in the guest,
- * into MTU-sized frames with their checksums done (no offload feature asked of
- * skb_gso_segment), each into the ring: the work the VMM would do after an exit. False: not
- * segmented, the caller hands the frame to the NIC. */
-static bool ovl_xmit_gso(struct sk_buff *skb, struct net_device *dev)
-{
-	struct sk_buff *segs, *seg, *next;
-
-	segs = skb_gso_segment(skb, 0);
-	if (IS_ERR_OR_NULL(segs))
-		return false;
-	ovl_count(OVL_G_TX_GSO);
-	dev_consume_skb_any(skb);
-	skb_list_walk_safe(segs, seg, next) {
-		skb_mark_not_on_list(seg);
-		if (!ovl_fits(seg->len) || ovl_ring_put(seg, dev) == OVL_PUT_NIC) {
-			ovl_count(OVL_G_TX_FALLBACK);
-			ovl_orig_ops->ndo_start_xmit(seg, dev);
-		}
+	if (netdev_xmit_more() || !this_cpu_read(ovl_kick_due))
+		return;
+	this_cpu_write(ovl_kick_due, false);
+	/* Pairs with the poller's flag-then-look: either it sees the entries or we see the flag. */
+	smp_mb();
+	if (READ_ONCE(ovl_ctrl()->vmm_sleeping)) {
+		ovl_count(OVL_G_TX_KICKS);
+		ovl_kick_vmm(0);
 	}
-	return true;
 }
 
 static netdev_tx_t ovl_xmit(struct sk_buff *skb, struct net_device *dev)
 {
 	if (skb->len < ETH_HLEN || !READ_ONCE(ovl_ctrl()->attached) || !ovl_remote(skb->data))
 		goto nic;
-	if (skb_is_gso(skb)) {
-		if (!ovl_xmit_gso(skb, dev))
-			goto nic;
-		ovl_rx_wake(false);
-		return NETDEV_TX_OK;
-	}
-	if (!ovl_fits(skb->len))
-		goto nic;
 	switch (ovl_ring_put(skb, dev)) {
 	case OVL_PUT_OK:
 		ovl_rx_wake(false);
-		return NETDEV_TX_OK;
+		fallthrough;
 	case OVL_PUT_DROPPED:
+		ovl_end_of_batch();
 		return NETDEV_TX_OK;
 	case OVL_PUT_NIC:
 		break;
 	}
 
 nic:
+	ovl_end_of_batch(); /* what this CPU pushed before must not wait behind the NIC's frame */
 	ovl_count(OVL_G_TX_FALLBACK);
 	return ovl_orig_ops->ndo_start_xmit(skb, dev);
 }
 
-int ovl_k_setup(unsigned long long *gpa, unsigned long long *size, long (*kick)(void), long (*rx_stop)(void))
+int ovl_k_setup(unsigned long long *gpa, unsigned long long *size, long (*kick)(long full), long (*rx_stop)(void))
 {
 	struct ovl_ctrl *c;
 

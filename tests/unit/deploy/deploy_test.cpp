@@ -23,14 +23,9 @@
 #include "gearsctl/format.h"
 #include "tools/execve/exec_rules.h"
 #include "x86/bzimage.h"
+#include "ovl_shared.h"
 
 namespace {
-
-// The start of the overlay accelerator's control page (samples/overlay_accel/ovl_shared.h),
-// as a hostile guest writes it.
-struct ovl_ctrl_probe {
-  uint32_t magic, area_size, tx_slots, rx_slots;
-};
 
 using namespace gears;
 using namespace gears::vmm;
@@ -1003,6 +998,10 @@ class FakeOverlayNic final : public OverlayNic {
     ++sent_;
     return OverlaySend::dropped;
   }
+  OverlaySend send_frame(std::span<const uint8_t>, const OverlayOffload&) override {
+    ++sent_;
+    return OverlaySend::dropped;
+  }
   void flush() override {}
   void set_rx_tap(OverlayRxTap t) override { tapped_ = static_cast<bool>(t); }
 
@@ -1059,15 +1058,15 @@ TEST_F(DeployTest, RealOverlayAccelBundleSurvivesAHostileGuest) {
   EXPECT_EQ(call(kRxIdle), 0);
   EXPECT_EQ(call(kDetach), 0);
   // A well-formed area, then a second attach, then a ring index far ahead.
-  auto* c = reinterpret_cast<ovl_ctrl_probe*>(ram.data());
-  c->magic = 0x4f564c31u;  // OVL_MAGIC, OVL_AREA_SIZE, OVL_TX_SLOTS, OVL_RX_SLOTS
-  c->area_size = 8192 + 2 * 128 * 2048;
-  c->tx_slots = 128;
-  c->rx_slots = 128;
+  auto* c = reinterpret_cast<ovl_ctrl*>(ram.data());
+  c->magic = OVL_MAGIC;
+  c->area_size = OVL_AREA_SIZE;
+  c->tx_slots = OVL_TX_SLOTS;
+  c->rx_slots = OVL_RX_SLOTS;
   EXPECT_EQ(call(kAttach, kBase, c->area_size), 0);
   EXPECT_EQ(call(kAttach, kBase, c->area_size), -EBUSY);
-  reinterpret_cast<uint32_t*>(ram.data() + 4096)[0] = 1'000'000;  // TX producer index
-  EXPECT_EQ(call(kKick), 0);
+  reinterpret_cast<ovl_rings*>(ram.data() + OVL_RINGS_OFF)->tx.prod = 1'000'000;
+  EXPECT_EQ(call(kKick, 1), 0);  // the ring is "full": drain on this vCPU
   EXPECT_EQ(sent, 0);  // nothing read from a ring that claims more than it holds
   EXPECT_EQ(call(kDetach), 0);
   auto services = mgr.services()["services"][0]["vmm"]["counters"];

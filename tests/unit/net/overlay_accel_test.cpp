@@ -13,6 +13,7 @@
 #include "net/switch.h"
 #include "net_test_util.h"
 #include "ovl_vmm.h"
+#include "packet_util.h"
 
 namespace gears::vmm::net {
 namespace {
@@ -168,12 +169,37 @@ class RingTest : public AccelTest {
   ovl_slot* slot(uint32_t i) {
     return reinterpret_cast<ovl_slot*>(area.data() + OVL_TX_OFF + size_t{i % OVL_TX_SLOTS} * OVL_SLOT_SIZE);
   }
-  // What the guest's packet path does for one packet.
+  // What the guest's packet path does for one packet it encapsulated.
   void push(const Bytes& packet, uint32_t len_override = 0) {
     ovl_slot* s = slot(r()->tx.prod);
+    std::memset(s, 0, OVL_SLOT_HDR);
+    s->flags = OVL_TX_ENCAP;
     std::memcpy(s->data, packet.data(), std::min<size_t>(packet.size(), OVL_SLOT_DATA));
     s->len = len_override ? len_override : static_cast<uint32_t>(packet.size());
     r()->tx.prod++;
+  }
+  // ... and for a frame it hands over whole with its offload state, through as many slots as
+  // it takes (the entry's description in the first).
+  void push_frame(const Bytes& f, const Offload& o) {
+    const uint32_t first = r()->tx.prod;
+    ovl_slot* s = slot(first);
+    std::memset(s, 0, OVL_SLOT_HDR);
+    s->len = static_cast<uint32_t>(f.size());
+    s->flags = o.needs_csum ? OVL_TX_CSUM : 0;
+    s->csum_start = o.csum_start;
+    s->csum_offset = o.csum_offset;
+    s->gso_type = o.gso == Gso::kTcpV4 ? OVL_GSO_TCPV4 : o.gso == Gso::kTcpV6 ? OVL_GSO_TCPV6 : OVL_GSO_NONE;
+    s->gso_size = o.gso_size;
+    s->hdr_len = o.hdr_len;
+    uint32_t i = first;
+    for (size_t off = 0; off < f.size(); off += OVL_SLOT_DATA, ++i)
+      std::memcpy(slot(i)->data, f.data() + off, std::min<size_t>(f.size() - off, OVL_SLOT_DATA));
+    r()->tx.prod = first + ovl_tx_entry_slots(s->len);
+  }
+  // Addresses a frame built by test::build_packet to the MAC routed to the peer.
+  static void to_peer(Bytes& f) {
+    const MacAddress m = mac(9);
+    std::copy(m.bytes.begin(), m.bytes.end(), f.begin());
   }
   uint64_t counter(const std::string& name) {
     for (auto& [n, v] : side.counters())
@@ -254,6 +280,85 @@ TEST_F(RingTest, HostileRingContentsAreCountedAndSkipped) {
   EXPECT_EQ(counter("tx_bad_index"), 1u);
   EXPECT_EQ(r()->tx.cons, r()->tx.prod);
   push(good);
+  side.poll();
+  EXPECT_EQ(backend->take().size(), 1u);
+}
+
+// A TSO frame the guest handed over whole (wrapping at the ring's end): the host segments it,
+// each segment a complete TCP packet to the peer, and the guest spent no CPU on it.
+TEST_F(RingTest, TsoFrameAcrossSlotsIsSegmentedByTheHost) {
+  r()->tx.prod = r()->tx.cons = OVL_TX_SLOTS - 3;  // the entry's slots wrap
+  ASSERT_EQ(side.attach(area, view.get()), 0);
+  test::Packet p = test::build_packet({.payload = 40000});
+  to_peer(p.frame);
+  const Offload o = test::make_tso(p, 1448);
+  push_frame(p.frame, o);
+  ASSERT_GT(r()->tx.prod - r()->tx.cons, 3u);
+  side.poll();
+  EXPECT_EQ(r()->tx.cons, r()->tx.prod);
+  const auto sent = backend->take();
+  ASSERT_EQ(sent.size(), (40000u + 1447) / 1448);
+  uint32_t seq = 0x01020304;
+  for (const auto& [to, packet] : sent) {
+    EXPECT_EQ(to, kPeer);
+    const Bytes seg(packet.begin() + kHeaderSize, packet.end());
+    test::TcpFields t;
+    ASSERT_EQ(test::check_tcp_frame(seg, false, p.l3, &t), "");
+    EXPECT_EQ(t.seq, seq);
+    seq += static_cast<uint32_t>(t.payload_len);
+  }
+  EXPECT_EQ(seq - 0x01020304, 40000u);
+  EXPECT_EQ(counter("tx_gso"), 1u);
+  EXPECT_EQ(counter("tx_sent"), 1u);
+  EXPECT_EQ(counter("tx_bad_slot") + counter("tx_bad_index"), 0u);
+}
+
+// A frame with a partial checksum (what the stack leaves a NIC with checksum offload): the host
+// completes it; the packet the peer gets verifies.
+TEST_F(RingTest, PartialChecksumIsCompletedByTheHost) {
+  ASSERT_EQ(side.attach(area, view.get()), 0);
+  test::Packet p = test::build_packet({.udp = true, .payload = 300});
+  to_peer(p.frame);
+  const Bytes complete = p.frame;
+  const Offload o = test::make_partial(p);
+  ASSERT_NE(p.frame, complete);
+  push_frame(p.frame, o);
+  side.poll();
+  const auto sent = backend->take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(Bytes(sent[0].second.begin() + kHeaderSize, sent[0].second.end()), complete);
+}
+
+// Offload entries a hostile guest writes: each is refused (counted) and the ring goes on.
+TEST_F(RingTest, HostileOffloadEntriesAreCountedAndSkipped) {
+  ASSERT_EQ(side.attach(area, view.get()), 0);
+  test::Packet p = test::build_packet({.payload = 8000});
+  to_peer(p.frame);
+  const Offload tso = test::make_tso(p, 1448);
+  push_frame(p.frame, tso);
+  slot(r()->tx.prod - 4)->flags = 0x80;  // an unknown flag
+  push_frame(p.frame, tso);
+  slot(r()->tx.prod - 4)->gso_type = 3;  // UDP fragmentation offload: not implemented
+  Offload bad = tso;
+  bad.gso_size = 0;
+  push_frame(p.frame, bad);  // the switch's check: dropped
+  bad = tso;
+  bad.csum_start = 60000;
+  push_frame(p.frame, bad);
+  push_frame(p.frame, tso);  // a good one after them all
+  side.poll();
+  EXPECT_EQ(counter("tx_bad_slot"), 2u);
+  EXPECT_EQ(counter("tx_dropped"), 2u);
+  EXPECT_EQ(counter("tx_sent"), 1u);
+  EXPECT_EQ(backend->take().size(), (8000u + 1447) / 1448);
+  // An entry whose length runs past the producer index: skipped up to the index, no read past it.
+  push_frame(p.frame, tso);
+  r()->tx.prod -= 1;
+  side.poll();
+  EXPECT_EQ(counter("tx_bad_slot"), 3u);
+  EXPECT_EQ(r()->tx.cons, r()->tx.prod);
+  EXPECT_TRUE(backend->take().empty());
+  push(encap(frame(mac(9), mac(1))));
   side.poll();
   EXPECT_EQ(backend->take().size(), 1u);
 }

@@ -32,6 +32,20 @@ enum class OverlaySend {
   dropped,   // malformed (counted by the switch), or the host path failed (counted)
 };
 
+// Offload state of a frame a guest half hands over whole (virtio_net_hdr's fields, host byte
+// order): the host path completes the checksum and cuts a TCP segmentation-offload frame into
+// MTU-sized ones, exactly as for the NIC's own frames (doc/net.md "Offloads").
+struct OverlayOffload {
+  enum class Gso : std::uint8_t { none, tcpv4, tcpv6 };
+  bool needs_csum = false;        // the field at csum_start + csum_offset holds the pseudo-header sum
+  std::uint16_t csum_start = 0;
+  std::uint16_t csum_offset = 0;
+  Gso gso = Gso::none;
+  bool gso_ecn = false;           // the segments carry CWR (first segment only)
+  std::uint16_t gso_size = 0;     // TCP payload bytes per segment (the MSS)
+  std::uint16_t hdr_len = 0;      // header bytes (a hint)
+};
+
 // A frame for the guest, offered to the service before the NIC's own receive path. Return
 // true when the service took it (it then owns delivery), false to let the NIC receive it.
 using OverlayRxTap = std::function<bool(std::span<const std::uint8_t> frame)>;
@@ -51,6 +65,11 @@ class OverlayNic {
   // the NIC (source address). The switch learns and looks up as for the NIC's own frames; a
   // destination at a peer gets the packet as it is (no second encapsulation).
   virtual OverlaySend send_encapsulated(std::span<const std::uint8_t> packet) = 0;
+  // One Ethernet frame (up to 64 KiB with TCP segmentation offload) the guest half handed over
+  // unencapsulated, with its offload state. Untrusted: checked exactly as the NIC's own frames
+  // (length, source address, offload fields against the frame), then switched, resolved and
+  // encapsulated as they are.
+  virtual OverlaySend send_frame(std::span<const std::uint8_t> frame, const OverlayOffload& off) = 0;
   // Pushes out what the host path batched (after a burst of send_encapsulated).
   virtual void flush() = 0;
   // Frames for this NIC go to `tap` first (an empty function removes it). When this returns,
