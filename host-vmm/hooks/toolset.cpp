@@ -18,10 +18,12 @@ namespace sys = proctrack::linux_x86_64;
 using control::Json;
 
 namespace {
-// What the tracker interprets (doc/toolset.md), plus brk and arch_prctl: every new image makes
-// them first, so an exec's new address space is seen on the vCPU that called execve.
+// What the tracker interprets (doc/toolset.md), plus arch_prctl: every new image (glibc's and
+// musl's start code, ld.so) sets its thread pointer with it first, so an exec's new address
+// space is seen even when it runs on another vCPU. Not brk: it exits on every call for the
+// whole life of every process (malloc growth), the largest share of tracking's cost.
 constexpr uint32_t kTrackedSyscalls[] = {sys::kClone, sys::kFork,     sys::kVfork,    sys::kExecve, sys::kExit,
-                                         sys::kExitGroup, sys::kExecveat, sys::kClone3, 12, 158};
+                                         sys::kExitGroup, sys::kExecveat, sys::kClone3, 158};
 // Whose returns the tracker reads: fork-likes (the child's pid, the child's own first return),
 // execs (failure), and getpid/getppid where someone else selected them.
 constexpr uint32_t kTrackedReturns[] = {sys::kClone,    sys::kFork,   sys::kVfork,  sys::kExecve,
